@@ -1,0 +1,137 @@
+/**
+ * A bounded, coalescing outbound queue for one connection.
+ *
+ * The broadcaster must never wait for a recipient, so it only appends bytes
+ * here ({@linkcode OutboundQueue.push} is synchronous). One writer per queue
+ * drains it: each round it joins everything queued so far into a single
+ * write, so a burst of small frames costs one system call rather than many.
+ * The queue counts the bytes not yet accepted by the kernel, the write in
+ * flight included; when a push would pass the limit it is refused and the
+ * owner disconnects that recipient, so one slow reader costs at most `limit`
+ * bytes and never slows anyone else.
+ *
+ * @module
+ */
+
+/** Anything bytes can be written to, such as a `Deno.Conn`. */
+export interface ByteSink {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/** Options for {@linkcode OutboundQueue}. */
+export interface OutboundQueueOptions {
+  /** Most bytes that may wait for the peer. */
+  limit: number;
+  /** Called once if a write fails (the peer is gone). */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Queues bytes for one peer and writes them in coalesced batches.
+ *
+ * @example
+ * ```ts
+ * import { OutboundQueue } from "./outbound_queue.ts";
+ * const conn = await Deno.connect({ port: 5050 });
+ * const queue = new OutboundQueue(conn, { limit: 256 * 1024 });
+ * if (!queue.push(new TextEncoder().encode("hello\n"))) conn.close();
+ * await queue.drained();
+ * ```
+ */
+export class OutboundQueue {
+  readonly #sink: ByteSink;
+  readonly #limit: number;
+  readonly #onError: (error: unknown) => void;
+  #chunks: Uint8Array[] = [];
+  #bytes = 0;
+  #writing = false;
+  #failed = false;
+  #waiters: (() => void)[] = [];
+
+  constructor(sink: ByteSink, options: OutboundQueueOptions) {
+    this.#sink = sink;
+    this.#limit = options.limit;
+    this.#onError = options.onError ?? (() => {});
+  }
+
+  /** Bytes queued or being written. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /**
+   * Appends bytes; returns false, queuing nothing, when they would pass the
+   * limit. Pushing to a queue whose peer failed is a no-op returning true.
+   */
+  push(bytes: Uint8Array): boolean {
+    if (this.#failed) return true;
+    if (this.#bytes + bytes.length > this.#limit) return false;
+    this.#chunks.push(bytes);
+    this.#bytes += bytes.length;
+    if (!this.#writing) this.#drain();
+    return true;
+  }
+
+  /**
+   * Queues the last bytes for a peer being disconnected, past the limit so
+   * that it still learns why. With `dropQueued`, what has not yet reached
+   * the kernel is dropped first (a slow consumer will not read it anyway).
+   */
+  pushLast(bytes: Uint8Array, options: { dropQueued: boolean }): void {
+    if (this.#failed) return;
+    if (options.dropQueued) {
+      for (const chunk of this.#chunks) this.#bytes -= chunk.length;
+      this.#chunks = [];
+    }
+    this.#chunks.push(bytes);
+    this.#bytes += bytes.length;
+    if (!this.#writing) this.#drain();
+  }
+
+  /** Resolves once everything queued so far is written, or writing failed. */
+  drained(): Promise<void> {
+    if (this.#bytes === 0 || this.#failed) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#chunks.length > 0) {
+        const batch = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
+        this.#chunks = [];
+        await writeAll(this.#sink, batch);
+        this.#bytes -= batch.length;
+      }
+    } catch (error) {
+      this.#failed = true;
+      this.#chunks = [];
+      this.#bytes = 0;
+      this.#onError(error);
+    } finally {
+      this.#writing = false;
+    }
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const chunk of chunks) length += chunk.length;
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}
+
+async function writeAll(sink: ByteSink, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += await sink.write(bytes.subarray(offset));
+  }
+}

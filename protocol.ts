@@ -1,0 +1,602 @@
+/**
+ * The wire format of `chat`, with no I/O in it.
+ *
+ * Every frame is one UTF-8 JSON object on one line, ended by `\n` (a `\r`
+ * before it is accepted). A client opens with a `hello`; the server answers
+ * with a `welcome` or an `error`. After that the client sends `msg`, `nick`,
+ * `who`, `ping` and `quit`; the server sends `msg`, `event`, `who`, `pong` and
+ * `error` frames. The README's "Protocol" section is the full reference.
+ *
+ * Framing ({@linkcode LineDecoder}) is kept apart from parsing
+ * ({@linkcode parseClientFrame}, {@linkcode parseServerFrame}) so that both
+ * can be tested without sockets, and so that plain-text clients (nc, telnet)
+ * share the same bounded framing. Parsing never throws: a bad frame becomes a
+ * {@linkcode FrameError} value.
+ *
+ * @module
+ */
+
+/** The protocol version this build speaks; a `hello` must carry it. */
+export const PROTOCOL_VERSION = 1;
+
+/** The default largest frame, in bytes, without its line ending. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024;
+
+/** Machine-readable error codes; the `message` beside them is for people. */
+export type ErrorCode =
+  | "bad_frame"
+  | "frame_too_large"
+  | "bad_version"
+  | "bad_name"
+  | "name_taken"
+  | "rate_limited"
+  | "slow_consumer"
+  | "server_full"
+  | "server_shutdown"
+  | "not_joined"
+  | "already_joined";
+
+/** Limits the server enforces, announced in its `welcome`. */
+export interface Limits {
+  /** Largest frame in bytes, without the line ending. */
+  maxFrameBytes: number;
+  /** Longest name, in characters. */
+  maxNameLength: number;
+  /** Sustained messages per second a client may send. */
+  rate: number;
+  /** Messages a client may send at once before `rate` applies. */
+  burst: number;
+}
+
+// ---------------------------------------------------------------- frames
+
+/** Client → server: the first frame of a session. */
+export interface HelloFrame {
+  type: "hello";
+  version: number;
+  /** Wanted name; the server picks one when it is missing. */
+  name?: string;
+}
+/** Client → server: a chat message; `ref` comes back on the relayed copy. */
+export interface SendFrame {
+  type: "msg";
+  text: string;
+  ref?: number;
+}
+/** Client → server: change name. */
+export interface NickFrame {
+  type: "nick";
+  name: string;
+}
+/** Client → server: ask who is online. */
+export interface WhoRequestFrame {
+  type: "who";
+}
+/** Either direction: ping, answered with a pong carrying the same `data`. */
+export interface PingFrame {
+  type: "ping";
+  data?: string;
+}
+/** Answer to a ping. */
+export interface PongFrame {
+  type: "pong";
+  data?: string;
+}
+/** Client → server: leave. */
+export interface QuitFrame {
+  type: "quit";
+}
+
+/** Every frame a client may send. */
+export type ClientFrame =
+  | HelloFrame
+  | SendFrame
+  | NickFrame
+  | WhoRequestFrame
+  | PingFrame
+  | PongFrame
+  | QuitFrame;
+
+/** Server → client: the answer to a successful hello. */
+export interface WelcomeFrame {
+  type: "welcome";
+  version: number;
+  /** The name granted to this client. */
+  name: string;
+  /** The server's display name. */
+  server: string;
+  limits: Limits;
+  /** Who is online, this client included; a sample when many are. */
+  users: string[];
+  /** How many are online in all. */
+  online: number;
+}
+/** Server → client: a relayed chat message. */
+export interface MessageFrame {
+  type: "msg";
+  /** Server-assigned, increasing by one for every relayed message or event. */
+  id: number;
+  /** Milliseconds since the Unix epoch, set by the server. */
+  ts: number;
+  from: string;
+  text: string;
+  /** The sender's `ref`, so the sender can match the echo to what it sent. */
+  ref?: number;
+}
+/** Server → client: someone joined, left or was renamed. */
+export interface EventFrame {
+  type: "event";
+  id: number;
+  ts: number;
+  event: "join" | "leave" | "rename";
+  /** The user concerned (for a rename, the new name). */
+  name: string;
+  /** For a rename, the old name. */
+  from?: string;
+  /** For a leave, why (`quit`, `connection lost`, `slow_consumer`, …). */
+  reason?: string;
+}
+/** Server → client: who is online. */
+export interface WhoFrame {
+  type: "who";
+  /** Names, sorted; a sample when very many are online. */
+  users: string[];
+  /** How many are online in all. */
+  online: number;
+}
+/** Server → client: something went wrong; `ref` names the refused message. */
+export interface ErrorFrame {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+  ref?: number;
+  /** With `rate_limited`: when to try again. */
+  retryMs?: number;
+}
+
+/** Every frame a server may send. */
+export type ServerFrame =
+  | WelcomeFrame
+  | MessageFrame
+  | EventFrame
+  | WhoFrame
+  | ErrorFrame
+  | PingFrame
+  | PongFrame;
+
+/** A frame that could not be accepted, as a value rather than an exception. */
+export interface FrameError {
+  type: "frame_error";
+  code: "bad_frame" | "frame_too_large";
+  message: string;
+}
+
+// ---------------------------------------------------------------- encoding
+
+const encoder = new TextEncoder();
+
+/**
+ * Encodes a frame as one line of bytes, ready to write.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame } from "./protocol.ts";
+ * const bytes = encodeFrame({ type: "who" });
+ * // bytes is the UTF-8 of '{"type":"who"}\n'
+ * ```
+ */
+export function encodeFrame(frame: ClientFrame | ServerFrame): Uint8Array {
+  return encoder.encode(JSON.stringify(frame) + "\n");
+}
+
+// ---------------------------------------------------------------- framing
+
+/** What {@linkcode LineDecoder.push} hands out for each line. */
+export type Line = Uint8Array | FrameError;
+
+/**
+ * Splits a byte stream into lines, holding at most `maxLineBytes` of a
+ * partial line. A longer line is reported once as `frame_too_large` and the
+ * rest of it is skipped as it arrives, so memory stays bounded whatever a
+ * peer sends.
+ *
+ * @example
+ * ```ts
+ * import { LineDecoder } from "./protocol.ts";
+ * const lines = new LineDecoder({ maxLineBytes: 1024 });
+ * const out = lines.push(new TextEncoder().encode("a\r\nb\n"));
+ * // out holds the bytes of "a" and "b"
+ * ```
+ */
+export class LineDecoder {
+  readonly #max: number;
+  #pending = new Uint8Array(0);
+  #pendingLength = 0;
+  #skipping = false;
+
+  constructor(options: { maxLineBytes?: number } = {}) {
+    this.#max = options.maxLineBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  /** Bytes held of an unfinished line. */
+  get pendingBytes(): number {
+    return this.#pendingLength;
+  }
+
+  /**
+   * Feeds bytes in; returns every line they complete, without line endings.
+   * A line may be a view into `chunk`: use it before that memory is reused.
+   */
+  push(chunk: Uint8Array): Line[] {
+    const lines: Line[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(10, start);
+      const end = nl === -1 ? chunk.length : nl;
+      if (this.#skipping) {
+        if (nl !== -1) this.#skipping = false;
+      } else if (this.#pendingLength + (end - start) > this.#max + 1) {
+        // +1 leaves room for a '\r' that will be trimmed.
+        this.#pendingLength = 0;
+        this.#skipping = nl === -1;
+        lines.push(tooLarge(this.#max));
+      } else if (nl === -1) {
+        this.#hold(chunk.subarray(start, end));
+      } else {
+        lines.push(this.#finish(chunk.subarray(start, end)));
+      }
+      if (nl === -1) break;
+      start = nl + 1;
+    }
+    return lines;
+  }
+
+  #hold(bytes: Uint8Array): void {
+    const needed = this.#pendingLength + bytes.length;
+    if (needed > this.#pending.length) {
+      const grown = new Uint8Array(Math.min(this.#max + 1, needed * 2));
+      grown.set(this.#pending.subarray(0, this.#pendingLength));
+      this.#pending = grown;
+    }
+    this.#pending.set(bytes, this.#pendingLength);
+    this.#pendingLength = needed;
+  }
+
+  #finish(tail: Uint8Array): Line {
+    let line: Uint8Array;
+    if (this.#pendingLength === 0) {
+      line = tail;
+    } else {
+      line = new Uint8Array(this.#pendingLength + tail.length);
+      line.set(this.#pending.subarray(0, this.#pendingLength));
+      line.set(tail, this.#pendingLength);
+      this.#pendingLength = 0;
+      // Give back the memory of a long line once it is done.
+      if (this.#pending.length > 4096) this.#pending = new Uint8Array(0);
+    }
+    if (line.length > 0 && line[line.length - 1] === 13) {
+      line = line.subarray(0, line.length - 1);
+    }
+    if (line.length > this.#max) return tooLarge(this.#max);
+    return line;
+  }
+}
+
+function tooLarge(max: number): FrameError {
+  return {
+    type: "frame_error",
+    code: "frame_too_large",
+    message: `frame longer than ${max} bytes; it was skipped`,
+  };
+}
+
+// ---------------------------------------------------------------- parsing
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function badFrame(message: string): FrameError {
+  return { type: "frame_error", code: "bad_frame", message };
+}
+
+/** Decodes a line's bytes as strict UTF-8 JSON, giving an object or an error. */
+function parseObject(
+  line: Uint8Array,
+): { object: Record<string, unknown> } | { error: FrameError } {
+  let text: string;
+  try {
+    text = strictUtf8.decode(line);
+  } catch {
+    return { error: badFrame("frame is not valid UTF-8") };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { error: badFrame("frame is not valid JSON") };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { error: badFrame("frame must be a JSON object") };
+  }
+  return { object: value as Record<string, unknown> };
+}
+
+/** A tiny field checker: each reader returns the value or records a problem. */
+class Fields {
+  problem: string | undefined;
+  constructor(readonly object: Record<string, unknown>) {}
+
+  string(key: string, optional = false): string | undefined {
+    const value = this.object[key];
+    if (value === undefined && optional) return undefined;
+    if (typeof value !== "string") {
+      this.problem ??= `field "${key}" must be a string`;
+      return undefined;
+    }
+    return value;
+  }
+
+  integer(key: string, optional = false): number | undefined {
+    const value = this.object[key];
+    if (value === undefined && optional) return undefined;
+    if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+      this.problem ??= `field "${key}" must be an integer`;
+      return undefined;
+    }
+    return value;
+  }
+
+  strings(key: string): string[] | undefined {
+    const value = this.object[key];
+    if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
+      this.problem ??= `field "${key}" must be an array of strings`;
+      return undefined;
+    }
+    return value;
+  }
+}
+
+/** Builds the frame or the error a {@linkcode Fields} check ended with. */
+function checked<T>(fields: Fields, build: () => T): T | FrameError {
+  const frame = build();
+  return fields.problem === undefined ? frame : badFrame(fields.problem);
+}
+
+/**
+ * Parses one line from a client, checking the type of every field.
+ *
+ * @example
+ * ```ts
+ * import { parseClientFrame } from "./protocol.ts";
+ * const frame = parseClientFrame(new TextEncoder().encode('{"type":"who"}'));
+ * // frame is { type: "who" }
+ * ```
+ */
+export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
+  const parsed = parseObject(line);
+  if ("error" in parsed) return parsed.error;
+  const object = parsed.object;
+  const f = new Fields(object);
+  switch (object.type) {
+    case "hello":
+      return checked(f, () => ({
+        type: "hello" as const,
+        version: f.integer("version")!,
+        name: f.string("name", true),
+      }));
+    case "msg":
+      return checked(f, () => ({
+        type: "msg" as const,
+        text: f.string("text")!,
+        ref: f.integer("ref", true),
+      }));
+    case "nick":
+      return checked(f, () => ({ type: "nick" as const, name: f.string("name")! }));
+    case "who":
+      return { type: "who" };
+    case "ping":
+    case "pong":
+      return checked(f, () => ({ type: object.type as "ping", data: f.string("data", true) }));
+    case "quit":
+      return { type: "quit" };
+    default:
+      return badFrame(`unknown frame type ${JSON.stringify(object.type)}`);
+  }
+}
+
+const EVENT_KINDS = new Set(["join", "leave", "rename"]);
+
+/**
+ * Parses one line from a server, checking the type of every field. Used by
+ * the client, which must not trust the server blindly either.
+ *
+ * @example
+ * ```ts
+ * import { parseServerFrame } from "./protocol.ts";
+ * const line = '{"type":"who","users":["ada"]}';
+ * const frame = parseServerFrame(new TextEncoder().encode(line));
+ * // frame is { type: "who", users: ["ada"] }
+ * ```
+ */
+export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
+  const parsed = parseObject(line);
+  if ("error" in parsed) return parsed.error;
+  const object = parsed.object;
+  const f = new Fields(object);
+  switch (object.type) {
+    case "welcome": {
+      const limits = object.limits as Record<string, unknown> | undefined;
+      const l = new Fields(typeof limits === "object" && limits ? limits : {});
+      const frame = checked(f, () => ({
+        type: "welcome" as const,
+        version: f.integer("version")!,
+        name: f.string("name")!,
+        server: f.string("server")!,
+        users: f.strings("users")!,
+        online: f.integer("online")!,
+        limits: {
+          maxFrameBytes: l.integer("maxFrameBytes")!,
+          maxNameLength: l.integer("maxNameLength")!,
+          rate: l.integer("rate")!,
+          burst: l.integer("burst")!,
+        },
+      }));
+      return l.problem === undefined ? frame : badFrame(`limits: ${l.problem}`);
+    }
+    case "msg":
+      return checked(f, () => ({
+        type: "msg" as const,
+        id: f.integer("id")!,
+        ts: f.integer("ts")!,
+        from: f.string("from")!,
+        text: f.string("text")!,
+        ref: f.integer("ref", true),
+      }));
+    case "event": {
+      const frame = checked(f, () => ({
+        type: "event" as const,
+        id: f.integer("id")!,
+        ts: f.integer("ts")!,
+        event: f.string("event") as EventFrame["event"],
+        name: f.string("name")!,
+        from: f.string("from", true),
+        reason: f.string("reason", true),
+      }));
+      if ("event" in frame && !EVENT_KINDS.has(frame.event)) {
+        return badFrame(`unknown event ${JSON.stringify(frame.event)}`);
+      }
+      return frame;
+    }
+    case "who":
+      return checked(f, () => ({
+        type: "who" as const,
+        users: f.strings("users")!,
+        online: f.integer("online")!,
+      }));
+    case "error":
+      return checked(f, () => ({
+        type: "error" as const,
+        code: f.string("code") as ErrorCode,
+        message: f.string("message")!,
+        ref: f.integer("ref", true),
+        retryMs: f.integer("retryMs", true),
+      }));
+    case "ping":
+    case "pong":
+      return checked(f, () => ({ type: object.type as "ping", data: f.string("data", true) }));
+    default:
+      return badFrame(`unknown frame type ${JSON.stringify(object.type)}`);
+  }
+}
+
+// ---------------------------------------------------------------- text
+
+/**
+ * Makes text safe to print on a terminal: control characters (escape
+ * sequences among them), bidirectional overrides and other invisible format
+ * characters become U+FFFD, so a peer cannot clear a screen, move the cursor
+ * or retitle a window. Tabs become a space.
+ *
+ * @example
+ * ```ts
+ * import { neutralize } from "./protocol.ts";
+ * neutralize("hi\x1b[2J"); // "hi\uFFFD[2J"
+ * ```
+ */
+export function neutralize(text: string): string {
+  return text.replace(/\t/g, " ").replace(UNSAFE, "\uFFFD");
+}
+// \p{Cc}: C0/C1 controls incl. ESC, CR, LF; \p{Cf}: bidi overrides, zero-width.
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+
+/** Names the server refuses, whatever their case. */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([
+  "server",
+  "system",
+  "admin",
+  "root",
+  "chat",
+  "everyone",
+  "all",
+  "me",
+  "nobody",
+]);
+
+/**
+ * Checks a wanted name; returns the normalised name or a reason for refusing.
+ * Names are 1 to `maxLength` characters of letters, digits, marks and
+ * `-_.`, start with a letter or digit, and are not reserved.
+ *
+ * @example
+ * ```ts
+ * import { validateName } from "./protocol.ts";
+ * validateName("ada", 32); // { ok: true, name: "ada" }
+ * validateName("a b", 32).ok; // false
+ * ```
+ */
+export function validateName(
+  wanted: string,
+  maxLength: number,
+): { ok: true; name: string } | { ok: false; reason: string } {
+  const name = wanted.normalize("NFC");
+  const length = [...name].length;
+  if (length === 0) return { ok: false, reason: "a name cannot be empty" };
+  if (length > maxLength) {
+    return { ok: false, reason: `a name is at most ${maxLength} characters` };
+  }
+  if (!NAME.test(name)) {
+    return {
+      ok: false,
+      reason: "a name is letters, digits and - _ . only, starting with a letter or digit",
+    };
+  }
+  if (RESERVED_NAMES.has(nameKey(name))) {
+    return { ok: false, reason: `"${name}" is reserved` };
+  }
+  return { ok: true, name };
+}
+const NAME = /^[\p{L}\p{N}][\p{L}\p{M}\p{N}_.-]*$/u;
+
+/**
+ * The key under which a name is unique: case-insensitive.
+ *
+ * @example
+ * ```ts
+ * import { nameKey } from "./protocol.ts";
+ * nameKey("Ada") === nameKey("ADA"); // true
+ * ```
+ */
+export function nameKey(name: string): string {
+  return name.normalize("NFC").toLowerCase();
+}
+
+/**
+ * Splits text into pieces whose `msg` frames fit in `maxFrameBytes`, never
+ * inside a character, so that a long pasted line is sent whole in parts
+ * rather than refused.
+ *
+ * @example
+ * ```ts
+ * import { splitText } from "./protocol.ts";
+ * splitText("x".repeat(600), 256).length; // 3
+ * ```
+ */
+export function splitText(text: string, maxFrameBytes: number): string[] {
+  // Room for {"type":"msg","text":"","ref":9007199254740991} around the text.
+  const budget = maxFrameBytes - 64;
+  const pieces: string[] = [];
+  let rest = text;
+  while (rest.length > 0) {
+    let take = Math.min(rest.length, budget);
+    for (;;) {
+      const size = encoder.encode(JSON.stringify(rest.slice(0, take))).length;
+      if (size <= budget) break;
+      take = Math.max(1, Math.floor(take * (budget / size) * 0.95));
+    }
+    // Keep a surrogate pair together.
+    const code = rest.charCodeAt(take - 1);
+    if (take < rest.length && take > 1 && code >= 0xd800 && code <= 0xdbff) take--;
+    pieces.push(rest.slice(0, take));
+    rest = rest.slice(take);
+  }
+  return pieces;
+}

@@ -1,0 +1,81 @@
+/**
+ * Server frames as lines a person reads, such as `[14:02] alice: hello`.
+ *
+ * Used by the terminal client and by the server for plain-text (nc, telnet)
+ * sessions. Every piece of text that came from a peer goes through
+ * {@linkcode neutralize}, so nobody can send escape sequences to anyone's
+ * terminal.
+ *
+ * @module
+ */
+
+import { neutralize, type ServerFrame } from "./protocol.ts";
+
+/** How names are decorated; the terminal client colours them. */
+export interface RenderOptions {
+  /** Wraps a user's name, for colour. */
+  name?: (name: string) => string;
+  /** Wraps a notice line (joins, leaves, errors), for colour. */
+  notice?: (line: string) => string;
+}
+
+/**
+ * `HH:MM` of a timestamp in local time.
+ *
+ * @example
+ * ```ts
+ * import { clock } from "./render.ts";
+ * clock(Date.now()); // e.g. "14:02"
+ * ```
+ */
+export function clock(ms: number): string {
+  const date = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}`;
+}
+
+/**
+ * Renders a server frame as one line without a line ending, or undefined for
+ * frames a person need not see (pongs).
+ *
+ * @example
+ * ```ts
+ * import { renderFrame } from "./render.ts";
+ * const ts = Date.now();
+ * renderFrame({ type: "msg", id: 1, ts, from: "alice", text: "hi" });
+ * // "[14:02] alice: hi"
+ * ```
+ */
+export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): string | undefined {
+  const name = (n: string) => (options.name ?? String)(neutralize(n));
+  const notice = options.notice ?? String;
+  switch (frame.type) {
+    case "msg":
+      return `[${clock(frame.ts)}] ${name(frame.from)}: ${neutralize(frame.text)}`;
+    case "event": {
+      const time = `[${clock(frame.ts)}]`;
+      if (frame.event === "join") return notice(`${time} * ${name(frame.name)} joined`);
+      if (frame.event === "rename") {
+        return notice(`${time} * ${name(frame.from ?? "?")} is now ${name(frame.name)}`);
+      }
+      const why = frame.reason ? ` (${neutralize(frame.reason)})` : "";
+      return notice(`${time} * ${name(frame.name)} left${why}`);
+    }
+    case "who": {
+      const more = frame.online > frame.users.length
+        ? ` and ${frame.online - frame.users.length} more`
+        : "";
+      return notice(`* online (${frame.online}): ${frame.users.map(name).join(", ")}${more}`);
+    }
+    case "welcome":
+      return notice(
+        `* connected to ${neutralize(frame.server)} as ${name(frame.name)}; ` +
+          `${frame.online} online. Type /help for commands.`,
+      );
+    case "error":
+      return notice(`! ${neutralize(frame.message)}`);
+    case "ping":
+    case "pong":
+      return undefined;
+  }
+}

@@ -1,0 +1,383 @@
+/**
+ * `chat serve`: the listener, the life of the server, and its command line.
+ *
+ * The design in plain words: one loop accepts connections (`for await` over
+ * the listener) and starts a {@linkcode Session} for each, which reads its
+ * own socket. Sessions talk to each other only through the {@linkcode Hub},
+ * which owns who is online and broadcasts by pushing the same encoded bytes
+ * into each session's bounded outbound queue, never waiting on anyone.
+ * Shutdown is an explicit path: stop accepting, tell every client
+ * `server_shutdown` after what it is already owed, give the queues a bounded
+ * time to drain, close every socket, and resolve.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ExitCode, Failure, formatAddress, integerFlag, UsageError } from "./cli.ts";
+import { Hub } from "./hub.ts";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
+import { Session, slowConsumer } from "./session.ts";
+
+/** Everything `chat serve` can be told; every field has a default. */
+export interface ServeOptions {
+  /** Address to listen on. Default `0.0.0.0`. */
+  hostname?: string;
+  /** Port; 0 picks a free one. Default 5050. */
+  port?: number;
+  /** Display name announced to clients. Default `chat`. */
+  name?: string;
+  /** Largest frame in bytes. Default 16 KiB. */
+  maxFrameBytes?: number;
+  /** Most connections at once. Default 1000. */
+  maxClients?: number;
+  /** Messages per second per client. Default 20. */
+  rate?: number;
+  /** Messages a client may send at once. Default 40. */
+  burst?: number;
+  /** Longest name. Default 32. */
+  maxNameLength?: number;
+  /** Bytes a client may fall behind before it is cut off. Default 256 KiB. */
+  maxQueueBytes?: number;
+  /** Join/leave notices only while at most this many are online. Default 200. */
+  announceLimit?: number;
+  /** Silence before a connection is taken for a plain-text client. Default 300 ms. */
+  plainTextAfterMs?: number;
+  /** Time a closing connection gets to receive what it is owed. Default 2000 ms. */
+  closeGraceMs?: number;
+  /** Where log lines go. Default: nowhere. */
+  log?: (line: string) => void;
+}
+
+/** The defaults of {@linkcode ServeOptions}, shown in `chat serve --help`. */
+export const SERVE_DEFAULTS = {
+  hostname: "0.0.0.0",
+  port: 5050,
+  name: "chat",
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  maxClients: 1000,
+  rate: 20,
+  burst: 40,
+  maxNameLength: 32,
+  maxQueueBytes: 256 * 1024,
+  announceLimit: 200,
+  plainTextAfterMs: 300,
+  closeGraceMs: 2000,
+} as const;
+
+/** A running server. */
+export interface ChatServer {
+  /** Where it listens (the real port when 0 was asked for). */
+  readonly addr: Deno.NetAddr;
+  /** How many connections are open. */
+  readonly connections: number;
+  /** Shuts down gracefully; resolves when every socket is closed. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts a chat server. Throws what `Deno.listen` throws when it cannot listen.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * const server = serve({ hostname: "127.0.0.1", port: 0 });
+ * console.log(`listening on port ${server.addr.port}`);
+ * await server.shutdown();
+ * ```
+ */
+export function serve(options: ServeOptions = {}): ChatServer {
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  const config = { ...SERVE_DEFAULTS, ...given } as typeof SERVE_DEFAULTS & ServeOptions;
+  const log = options.log ?? (() => {});
+  const listener = Deno.listen({ hostname: config.hostname, port: config.port });
+  const sessions = new Map<Session, Promise<void>>();
+  const hub = new Hub({
+    announceLimit: config.announceLimit,
+    onOverflow: (member) =>
+      (member as Session).close("slow_consumer", slowConsumer(config.maxQueueBytes), true),
+  });
+  const limits: Limits = {
+    maxFrameBytes: config.maxFrameBytes,
+    maxNameLength: config.maxNameLength,
+    rate: config.rate,
+    burst: config.burst,
+  };
+  const context = {
+    hub,
+    serverName: config.name,
+    limits,
+    maxQueueBytes: config.maxQueueBytes,
+    plainTextAfterMs: config.plainTextAfterMs,
+    closeGraceMs: config.closeGraceMs,
+    log,
+  };
+  let stopping: Promise<void> | undefined;
+
+  function accept(conn: Deno.TcpConn): void {
+    try {
+      conn.setNoDelay(true);
+      conn.setKeepAlive(true);
+    } catch {
+      // The peer may already be gone; the read will tell.
+    }
+    if (sessions.size >= config.maxClients) {
+      log(
+        `refused ${
+          formatAddress(
+            (conn.remoteAddr as Deno.NetAddr).hostname,
+            (conn.remoteAddr as Deno.NetAddr).port,
+          )
+        }: server full`,
+      );
+      refuse(conn, {
+        type: "error",
+        code: "server_full",
+        message: `the server is full (${config.maxClients} connections); try again later`,
+      });
+      return;
+    }
+    const session = new Session(conn, context);
+    sessions.set(session, session.run().finally(() => sessions.delete(session)));
+  }
+
+  async function acceptLoop(): Promise<void> {
+    while (stopping === undefined) {
+      try {
+        for await (const conn of listener) accept(conn);
+        return;
+      } catch (error) {
+        if (stopping !== undefined) return;
+        // Out of file descriptors and the like: keep serving those connected.
+        log(`accept failed: ${error instanceof Error ? error.message : error}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+  const accepting = acceptLoop();
+
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    get connections() {
+      return sessions.size;
+    },
+    shutdown() {
+      stopping ??= (async () => {
+        listener.close();
+        await accepting;
+        hub.close();
+        const notice: ErrorFrame = {
+          type: "error",
+          code: "server_shutdown",
+          message: "the server is shutting down",
+        };
+        for (const session of sessions.keys()) session.close("server_shutdown", notice);
+        await Promise.all(sessions.values());
+        log("stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Tells a connection why it is turned away, briefly, then closes it. */
+async function refuse(conn: Deno.Conn, notice: ErrorFrame): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      conn.write(encodeFrame(notice)),
+      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+    ]);
+  } catch {
+    // Gone already.
+  } finally {
+    clearTimeout(timer);
+    conn.close();
+  }
+}
+
+// ---------------------------------------------------------------- CLI
+
+/** `chat serve --help`. */
+export const SERVE_HELP = `Usage: chat serve [options]
+
+Runs a chat server. Clients join with "chat join HOST[:PORT]", or with nc or
+telnet for plain text.
+
+Options:
+  --host HOST             address to listen on (default ${SERVE_DEFAULTS.hostname}: every interface)
+  --port PORT             port to listen on, 0 for any free one (default ${SERVE_DEFAULTS.port})
+  --name NAME             server name shown to clients (default ${SERVE_DEFAULTS.name})
+  --max-clients N         most connections at once (default ${SERVE_DEFAULTS.maxClients})
+  --max-frame-bytes N     largest message line in bytes (default ${SERVE_DEFAULTS.maxFrameBytes})
+  --rate N                messages per second per client (default ${SERVE_DEFAULTS.rate})
+  --burst N               messages a client may send at once (default ${SERVE_DEFAULTS.burst})
+  --max-name-length N     longest name in characters (default ${SERVE_DEFAULTS.maxNameLength})
+  --max-queue-bytes N     bytes a client may fall behind before it is
+                          disconnected as a slow consumer (default ${SERVE_DEFAULTS.maxQueueBytes})
+  --announce-limit N      send join/leave notices only while at most N are
+                          online (default ${SERVE_DEFAULTS.announceLimit})
+  --quiet                 no log lines on stderr
+  -h, --help              show this help
+
+Ctrl-C (or SIGTERM) shuts down gracefully: clients are told, exit code 0.
+Exit codes: 0 stopped cleanly, 2 bad command line, 3 cannot listen.`;
+
+/** Reads `chat serve` arguments into options; throws {@linkcode UsageError}. */
+export function parseServeArgs(args: string[]): ServeOptions | "help" {
+  const help = "Run 'chat serve --help' for the options.";
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        name: { type: "string" },
+        "max-clients": { type: "string" },
+        "max-frame-bytes": { type: "string" },
+        rate: { type: "string" },
+        burst: { type: "string" },
+        "max-name-length": { type: "string" },
+        "max-queue-bytes": { type: "string" },
+        "announce-limit": { type: "string" },
+        quiet: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error), help);
+  }
+  if (values.help) return "help";
+  const int = (name: string, value: string | undefined, min: number, max: number) =>
+    value === undefined ? undefined : integerFlag(name, value, { min, max, help });
+  const name = values.name?.trim();
+  if (name !== undefined && (name === "" || name.length > 64)) {
+    throw new UsageError("--name must be 1 to 64 characters", help);
+  }
+  return {
+    hostname: values.host,
+    port: int("port", values.port, 0, 65535),
+    name,
+    maxClients: int("max-clients", values["max-clients"], 1, 1_000_000),
+    maxFrameBytes: int("max-frame-bytes", values["max-frame-bytes"], 256, 16 * 1024 * 1024),
+    rate: int("rate", values.rate, 1, 1_000_000_000),
+    burst: int("burst", values.burst, 1, 1_000_000_000),
+    maxNameLength: int("max-name-length", values["max-name-length"], 1, 256),
+    maxQueueBytes: int("max-queue-bytes", values["max-queue-bytes"], 1024, 1024 ** 3),
+    announceLimit: int("announce-limit", values["announce-limit"], 0, 1_000_000),
+    log: values.quiet ? undefined : (line) => console.error(`${new Date().toISOString()} ${line}`),
+  };
+}
+
+/**
+ * Runs `chat serve` until Ctrl-C or SIGTERM; returns the exit code.
+ *
+ * @example
+ * ```ts
+ * import { runServe } from "./server.ts";
+ * Deno.exit(await runServe(["--port", "5050"]));
+ * ```
+ */
+export async function runServe(args: string[]): Promise<number> {
+  const options = parseServeArgs(args);
+  if (options === "help") {
+    console.log(SERVE_HELP);
+    return ExitCode.ok;
+  }
+  const hostname = options.hostname ?? SERVE_DEFAULTS.hostname;
+  const port = options.port ?? SERVE_DEFAULTS.port;
+  let server: ChatServer;
+  try {
+    server = serve(options);
+  } catch (error) {
+    throw new Failure(listenFailure(error, hostname, port), ExitCode.unavailable);
+  }
+  printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name);
+  warnIfFewFiles(options.maxClients ?? SERVE_DEFAULTS.maxClients);
+
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const { promise: stopAsked, resolve: stop } = Promise.withResolvers<void>();
+  let asked = false;
+  const onSignal = () => {
+    if (asked) Deno.exit(ExitCode.interrupted); // a second Ctrl-C: don't wait
+    asked = true;
+    console.error("shutting down (Ctrl-C again to stop at once)");
+    stop();
+  };
+  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+  await stopAsked;
+  await server.shutdown();
+  for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+  return ExitCode.ok;
+}
+
+function listenFailure(error: unknown, hostname: string, port: number): string {
+  const where = formatAddress(hostname, port);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `cannot listen on ${where}: the port is already in use (another chat server?). ` +
+      "Stop that program or choose another port with --port.";
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `cannot listen on ${where}: permission denied. Ports below 1024 need ` +
+      "administrator rights; choose a port above 1024 with --port.";
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `cannot listen on ${where}: this machine has no such address. ` +
+      "Use --host 0.0.0.0 for every interface.";
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return `cannot listen on ${where}: ${message}`;
+}
+
+/** Prints where the server listens and the ready-to-copy join commands. */
+function printBanner(addr: Deno.NetAddr, name: string): void {
+  const lines = [`chat: "${name}" listening on ${formatAddress(addr.hostname, addr.port)}`];
+  const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
+  const hosts = wildcard ? lanAddresses(addr.hostname === "::") : [addr.hostname];
+  if (hosts.length > 0) {
+    lines.push("Join with:");
+    for (const host of hosts) {
+      lines.push(`  chat join ${formatAddress(host, addr.port)}`);
+      lines.push(`  nc ${host} ${addr.port}`);
+    }
+  } else {
+    lines.push(`Join on this machine with: chat join 127.0.0.1:${addr.port}`);
+  }
+  console.log(lines.join("\n"));
+}
+
+/** This machine's non-loopback addresses, IPv4 first. */
+function lanAddresses(includeIpv6: boolean): string[] {
+  try {
+    return Deno.networkInterfaces()
+      .filter((i) => !i.address.startsWith("127.") && i.address !== "::1")
+      .filter((i) => i.family === "IPv4" || (includeIpv6 && !i.address.startsWith("fe80")))
+      .sort((a, b) => a.family.localeCompare(b.family))
+      .map((i) => i.address);
+  } catch {
+    return []; // No permission to list interfaces: the listen line still says where.
+  }
+}
+
+/** Warns when the open-files limit is below the client limit (Linux). */
+function warnIfFewFiles(maxClients: number): void {
+  let limits: string;
+  try {
+    limits = Deno.readTextFileSync("/proc/self/limits");
+  } catch {
+    return; // Not Linux, or not allowed: nothing to say.
+  }
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1];
+  if (soft === undefined || soft === "unlimited") return;
+  const needed = maxClients + 32; // the listener, stdio and the runtime's own
+  if (Number(soft) < needed) {
+    console.error(
+      `warning: this process may open only ${soft} files, fewer than --max-clients ` +
+        `${maxClients} needs; raise the limit first (for example "ulimit -n ${needed}") ` +
+        "or lower --max-clients. See the README, section Limits.",
+    );
+  }
+}

@@ -1,0 +1,338 @@
+/**
+ * One connection to the server, from accept to close.
+ *
+ * A session reads with async iteration, frames the bytes with a bounded
+ * {@linkcode LineDecoder}, and handles each line as it completes. The first
+ * line decides what kind of client this is: a line starting with `{` must be
+ * the protocol's `hello`; any other line, or a few hundred milliseconds of
+ * silence, makes it a plain-text client (nc, telnet) that gets a banner and
+ * a guest name. Outbound bytes go through the session's own bounded
+ * {@linkcode OutboundQueue}.
+ *
+ * {@linkcode Session.close} is the single way out, whatever the cause (quit,
+ * end of stream, reset, slow consumer, shutdown): it runs once, removes the
+ * member from the hub with a leave notice, gives queued bytes a bounded time
+ * to reach the peer, then closes the socket.
+ *
+ * @module
+ */
+
+import { COMMAND_HELP, parseInput } from "./commands.ts";
+import type { Hub, Member } from "./hub.ts";
+import { WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
+import { OutboundQueue } from "./outbound_queue.ts";
+import {
+  type ClientFrame,
+  encodeFrame,
+  type ErrorCode,
+  type ErrorFrame,
+  type Limits,
+  LineDecoder,
+  parseClientFrame,
+  PROTOCOL_VERSION,
+  type ServerFrame,
+  validateName,
+} from "./protocol.ts";
+import { renderFrame } from "./render.ts";
+import { TokenBucket } from "./token_bucket.ts";
+
+/** What every session shares: the hub, the limits and the log. */
+export interface SessionContext {
+  hub: Hub;
+  serverName: string;
+  limits: Limits;
+  maxQueueBytes: number;
+  /** Silence after which a connection counts as a plain-text client. */
+  plainTextAfterMs: number;
+  /** How long a closing session's queued bytes may take to leave. */
+  closeGraceMs: number;
+  log: (line: string) => void;
+}
+
+const READ_BUFFER_BYTES = 8 * 1024;
+const textDecoder = new TextDecoder(); // lenient: plain clients may send anything
+const textEncoder = new TextEncoder();
+
+type Mode = "undecided" | "protocol" | "plain";
+
+/** A connected client, joined or not. */
+export class Session implements Member {
+  name = "";
+  plain = false;
+  readonly remote: string;
+  readonly #conn: Deno.TcpConn;
+  readonly #ctx: SessionContext;
+  readonly #queue: OutboundQueue;
+  readonly #decoder: LineDecoder;
+  readonly #bucket: TokenBucket;
+  #mode: Mode = "undecided";
+  #joined = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(conn: Deno.TcpConn, ctx: SessionContext) {
+    this.#conn = conn;
+    this.#ctx = ctx;
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remote = addr.hostname.includes(":")
+      ? `[${addr.hostname}]:${addr.port}`
+      : `${addr.hostname}:${addr.port}`;
+    this.#queue = new OutboundQueue(conn, {
+      limit: ctx.maxQueueBytes,
+      onError: () => this.close("connection lost"),
+    });
+    this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
+    this.#bucket = new TokenBucket(ctx.limits);
+  }
+
+  /** Whether {@linkcode Session.close} has begun. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Reads and handles the connection until it ends, then closes. */
+  async run(): Promise<void> {
+    const plainTimer = setTimeout(() => {
+      if (this.#mode === "undecided" && !this.closed) this.#startPlain();
+    }, this.#ctx.plainTextAfterMs);
+    let reason = "connection closed";
+    try {
+      for await (const chunk of readChunks(this.#conn)) {
+        for (const line of this.#decoder.push(chunk)) {
+          this.#handleLine(line);
+          if (this.closed) return;
+        }
+      }
+    } catch (error) {
+      if (!this.closed) reason = `connection lost: ${describe(error)}`;
+    } finally {
+      clearTimeout(plainTimer);
+      await this.close(reason);
+    }
+  }
+
+  /** Queues bytes for the peer; false when its queue is full. */
+  deliver(bytes: Uint8Array): boolean {
+    return this.#queue.push(bytes);
+  }
+
+  /**
+   * Ends the session once: `reason` goes to the log and to the others' leave
+   * notice; `notice`, if given, is the last thing the peer is sent, after
+   * what is queued unless `dropQueued`.
+   */
+  close(reason: string, notice?: ErrorFrame, dropQueued = false): Promise<void> {
+    this.#closing ??= this.#close(reason, notice, dropQueued);
+    return this.#closing;
+  }
+
+  async #close(reason: string, notice: ErrorFrame | undefined, dropQueued: boolean): Promise<void> {
+    if (this.#joined) this.#ctx.hub.leave(this, reason);
+    this.#ctx.log(
+      `disconnect ${this.remote}${this.#joined ? ` ${this.name}` : ""}: ${reason}`,
+    );
+    if (notice) this.#queue.pushLast(this.#encode(notice), { dropQueued });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#queue.drained(),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, this.#ctx.closeGraceMs)),
+    ]);
+    clearTimeout(timer);
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer's reset.
+    }
+  }
+
+  #send(frame: ServerFrame): void {
+    if (!this.#queue.push(this.#encode(frame))) {
+      this.close("slow_consumer", slowConsumer(this.#ctx.maxQueueBytes), true);
+    }
+  }
+
+  #encode(frame: ServerFrame): Uint8Array {
+    if (!this.plain) return encodeFrame(frame);
+    return textEncoder.encode((renderFrame(frame) ?? "") + "\r\n");
+  }
+
+  #error(code: ErrorCode, message: string, extra: Partial<ErrorFrame> = {}): void {
+    this.#send({ type: "error", code, message, ...extra });
+  }
+
+  #handleLine(line: Uint8Array | { type: "frame_error"; code: ErrorCode; message: string }): void {
+    if (this.#mode === "undecided") {
+      this.#mode = line instanceof Uint8Array && line[0] === 0x7b /* { */ ? "protocol" : "plain";
+      if (this.#mode === "plain") this.#startPlain();
+    }
+    if (this.#mode === "plain") {
+      if (line instanceof Uint8Array) this.#handleText(textDecoder.decode(line));
+      else {this.#error(
+          line.code,
+          `line too long (the limit is ${this.#ctx.limits.maxFrameBytes} bytes); not sent`,
+        );}
+      return;
+    }
+    const frame = line instanceof Uint8Array ? parseClientFrame(line) : line;
+    if (frame.type === "frame_error") {
+      this.#error(frame.code, frame.message);
+      if (!this.#joined) this.close(`protocol error: ${frame.message}`);
+      return;
+    }
+    if (!this.#joined) return this.#hello(frame);
+    this.#handleFrame(frame);
+  }
+
+  #hello(frame: ClientFrame): void {
+    if (frame.type !== "hello") {
+      this.#error("not_joined", "the first frame must be a hello");
+      this.close("protocol error: no hello");
+      return;
+    }
+    if (frame.version !== PROTOCOL_VERSION) {
+      this.#error(
+        "bad_version",
+        `this server speaks protocol version ${PROTOCOL_VERSION}, the client ${frame.version}; ` +
+          "use a chat client of the same release",
+      );
+      this.close(`protocol error: version ${frame.version}`);
+      return;
+    }
+    let name = this.#ctx.hub.guestName();
+    if (frame.name !== undefined) {
+      const checked = validateName(frame.name, this.#ctx.limits.maxNameLength);
+      if (!checked.ok) {
+        this.#error("bad_name", `cannot use that name: ${checked.reason}`);
+        this.close("name refused");
+        return;
+      }
+      name = checked.name;
+    }
+    if (!this.#ctx.hub.claim(this, name)) {
+      this.#error("name_taken", `the name "${name}" is taken; choose another with --name`);
+      this.close("name taken");
+      return;
+    }
+    this.#joined = true;
+    this.#ctx.log(`connect ${this.remote} ${this.name}`);
+    this.#send({
+      type: "welcome",
+      version: PROTOCOL_VERSION,
+      name: this.name,
+      server: this.#ctx.serverName,
+      limits: this.#ctx.limits,
+      users: this.#ctx.hub.names(WELCOME_LIMIT),
+      online: this.#ctx.hub.size,
+    });
+    this.#ctx.hub.announceJoin(this);
+  }
+
+  #handleFrame(frame: ClientFrame): void {
+    switch (frame.type) {
+      case "msg":
+        return this.#say(frame.text, frame.ref);
+      case "nick":
+        return this.#rename(frame.name);
+      case "who":
+        return this.#who();
+      case "ping":
+        return this.#send({
+          type: "pong",
+          ...(frame.data === undefined ? {} : { data: frame.data }),
+        });
+      case "pong":
+        return;
+      case "quit":
+        this.close("quit");
+        return;
+      case "hello":
+        return this.#error("already_joined", "already joined; hello comes once");
+    }
+  }
+
+  #say(text: string, ref?: number): void {
+    const refField = ref === undefined ? {} : { ref };
+    if (text.trim() === "") {
+      return this.#error("bad_frame", "a message cannot be empty", refField);
+    }
+    const waitMs = this.#bucket.take(performance.now());
+    if (waitMs > 0) {
+      return this.#error(
+        "rate_limited",
+        `slow down: at most ${this.#ctx.limits.rate} messages a second; not sent, try again in ${waitMs} ms`,
+        { ...refField, retryMs: waitMs },
+      );
+    }
+    this.#ctx.hub.say(this, text, ref);
+  }
+
+  #rename(wanted: string): void {
+    const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
+    if (!checked.ok) return this.#error("bad_name", `cannot use that name: ${checked.reason}`);
+    if (!this.#ctx.hub.rename(this, checked.name)) {
+      this.#error("name_taken", `the name "${checked.name}" is taken`);
+    }
+  }
+
+  #who(): void {
+    this.#send({ type: "who", users: this.#ctx.hub.names(WHO_LIMIT), online: this.#ctx.hub.size });
+  }
+
+  #startPlain(): void {
+    this.#mode = "plain";
+    this.plain = true;
+    this.#ctx.hub.claim(this, this.#ctx.hub.guestName());
+    this.#joined = true;
+    this.#ctx.log(`connect ${this.remote} ${this.name} (plain text)`);
+    const banner = `* Welcome to ${this.#ctx.serverName}. You are ${this.name}; ` +
+      `${this.#ctx.hub.size} online. Commands: /nick NAME, /who, /help, /quit.`;
+    this.deliver(textEncoder.encode(banner + "\r\n"));
+    this.#ctx.hub.announceJoin(this);
+  }
+
+  #handleText(line: string): void {
+    const input = parseInput(line);
+    switch (input.kind) {
+      case "say":
+        return this.#say(input.text);
+      case "nick":
+        return this.#rename(input.name);
+      case "who":
+        return this.#who();
+      case "quit":
+        this.close("quit");
+        return;
+      case "help":
+        this.deliver(textEncoder.encode(COMMAND_HELP.map((l) => `* ${l}\r\n`).join("")));
+        return;
+      case "empty":
+        return;
+      case "unknown":
+        return this.#error("bad_frame", `unknown command /${input.command}; try /help`);
+      case "usage":
+        return this.#error("bad_frame", input.message);
+    }
+  }
+}
+
+/** The error a slow consumer is sent before it is cut off. */
+export function slowConsumer(limit: number): ErrorFrame {
+  return {
+    type: "error",
+    code: "slow_consumer",
+    message: `disconnected: you fell more than ${limit} bytes behind the chat`,
+  };
+}
+
+/** Reads a connection as chunks; each chunk is valid until the next one. */
+async function* readChunks(conn: Deno.Conn): AsyncGenerator<Uint8Array> {
+  const buffer = new Uint8Array(READ_BUFFER_BYTES);
+  for (;;) {
+    const n = await conn.read(buffer);
+    if (n === null) return;
+    yield buffer.subarray(0, n);
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

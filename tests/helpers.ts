@@ -1,0 +1,221 @@
+/**
+ * Test helpers: a server on a free loopback port, and raw socket clients
+ * that speak the protocol (or plain text) and wait for what they expect.
+ * Every wait has a deadline, so a broken server fails a test instead of
+ * hanging it.
+ *
+ * @module
+ */
+
+import { type ChatServer, serve, type ServeOptions } from "../server.ts";
+import {
+  type ClientFrame,
+  encodeFrame,
+  LineDecoder,
+  parseServerFrame,
+  type ServerFrame,
+} from "../protocol.ts";
+
+/** Starts a server on 127.0.0.1 and a free port, quick to detect plain text. */
+export function startServer(options: ServeOptions = {}): ChatServer {
+  return serve({ hostname: "127.0.0.1", port: 0, plainTextAfterMs: 150, ...options });
+}
+
+const DEFAULT_WAIT_MS = 10_000;
+
+/** Resolves with `promise`, or rejects after `ms` with `what` in the message. */
+export async function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads lines from a socket into a list, and lets a test wait for one. */
+class LineReader<T> {
+  readonly received: T[] = [];
+  ended = false;
+  #waiters = new Set<() => void>();
+  readonly done: Promise<void>;
+
+  constructor(conn: Deno.Conn, parse: (line: Uint8Array) => T) {
+    this.done = (async () => {
+      const decoder = new LineDecoder({ maxLineBytes: 4 * 1024 * 1024 });
+      try {
+        for await (const chunk of conn.readable) {
+          for (const line of decoder.push(chunk)) {
+            if (!(line instanceof Uint8Array)) throw new Error(line.message);
+            this.received.push(parse(line));
+          }
+          this.#wake();
+        }
+      } catch {
+        // A reset ends the stream like a close.
+      } finally {
+        this.ended = true;
+        this.#wake();
+      }
+    })();
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiters) wake();
+  }
+
+  /** Waits until `test` holds for what was received; returns the first match. */
+  async waitFor(test: (item: T) => boolean, what: string, ms = DEFAULT_WAIT_MS): Promise<T> {
+    let seen = 0;
+    const found = () => {
+      for (; seen < this.received.length; seen++) {
+        if (test(this.received[seen])) return this.received[seen];
+      }
+      return undefined;
+    };
+    let waker: (() => void) | undefined;
+    try {
+      return await deadline(
+        new Promise<T>((resolve, reject) => {
+          waker = () => {
+            const item = found();
+            if (item !== undefined) resolve(item);
+            else if (this.ended) reject(new Error(`connection ended before ${what}`));
+          };
+          this.#waiters.add(waker);
+          waker();
+        }),
+        ms,
+        what,
+      );
+    } finally {
+      if (waker) this.#waiters.delete(waker);
+    }
+  }
+
+  /** Waits for the server to close the connection. */
+  async waitForEnd(what = "the connection to end", ms = DEFAULT_WAIT_MS): Promise<void> {
+    await deadline(this.done, ms, what);
+  }
+}
+
+/** A protocol client on a raw socket. */
+export class TestClient {
+  readonly conn: Deno.TcpConn;
+  readonly frames: LineReader<ServerFrame>;
+  name = "";
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.frames = new LineReader(conn, (line) => {
+      const frame = parseServerFrame(line);
+      if (frame.type === "frame_error") throw new Error(`server sent ${frame.message}`);
+      return frame;
+    });
+  }
+
+  /** Reads from an already-open socket, from now on. */
+  static fromConn(conn: Deno.TcpConn): TestClient {
+    return new TestClient(conn);
+  }
+
+  /** Connects without saying hello. */
+  static async connect(server: ChatServer): Promise<TestClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    conn.setNoDelay(true);
+    return new TestClient(conn);
+  }
+
+  /** Connects and joins with `name`; throws if the server refuses. */
+  static async join(server: ChatServer, name?: string): Promise<TestClient> {
+    const client = await TestClient.connect(server);
+    await client.send({ type: "hello", version: 1, ...(name === undefined ? {} : { name }) });
+    const answer = await client.frames.waitFor(
+      (f) => f.type === "welcome" || f.type === "error",
+      `welcome for ${name}`,
+    );
+    if (answer.type !== "welcome") {
+      await client.close();
+      throw new Error(`join refused: ${JSON.stringify(answer)}`);
+    }
+    client.name = answer.name;
+    return client;
+  }
+
+  async send(frame: ClientFrame | Record<string, unknown>): Promise<void> {
+    await this.sendRaw(encodeFrame(frame as ClientFrame));
+  }
+
+  async sendRaw(bytes: Uint8Array | string): Promise<void> {
+    let data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+    while (data.length > 0) data = data.subarray(await this.conn.write(data));
+  }
+
+  /** The chat messages received, in order. */
+  messages(): Extract<ServerFrame, { type: "msg" }>[] {
+    return this.frames.received.filter((f) => f.type === "msg");
+  }
+
+  /** Waits for an error frame with `code`. */
+  waitForError(code: string): Promise<ServerFrame> {
+    return this.frames.waitFor((f) => f.type === "error" && f.code === code, `error ${code}`);
+  }
+
+  /** Waits for a leave, join or rename event about `name`. */
+  waitForEvent(event: string, name: string): Promise<ServerFrame> {
+    return this.frames.waitFor(
+      (f) => f.type === "event" && f.event === event && f.name === name,
+      `${event} of ${name}`,
+    );
+  }
+
+  /** Closes the socket (abruptly, if nothing was said) and waits for the reader. */
+  async close(): Promise<void> {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+    await this.frames.done;
+  }
+}
+
+/** A plain-text client, as nc or telnet would be. */
+export class PlainClient {
+  readonly conn: Deno.TcpConn;
+  readonly lines: LineReader<string>;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    const decoder = new TextDecoder();
+    this.lines = new LineReader(conn, (line) => decoder.decode(line).replace(/\r$/, ""));
+  }
+
+  static async connect(server: ChatServer): Promise<PlainClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    return new PlainClient(conn);
+  }
+
+  async send(text: string): Promise<void> {
+    let data = new TextEncoder().encode(text);
+    while (data.length > 0) data = data.subarray(await this.conn.write(data));
+  }
+
+  waitFor(test: (line: string) => boolean, what: string): Promise<string> {
+    return this.lines.waitFor(test, what);
+  }
+
+  async close(): Promise<void> {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+    await this.lines.done;
+  }
+}

@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { parseAddress } from "../cli.ts";
+import { parseInput } from "../commands.ts";
+import { TokenBucket } from "../token_bucket.ts";
+
+Deno.test("token bucket: a burst, then the rate, and says how long to wait", () => {
+  const bucket = new TokenBucket({ rate: 10, burst: 3 });
+  assert.deepEqual([bucket.take(0), bucket.take(0), bucket.take(0)], [0, 0, 0]);
+  assert.deepEqual(bucket.take(0), 100);
+  assert.deepEqual(bucket.take(50), 50);
+  assert.deepEqual(bucket.take(100), 0);
+  assert.deepEqual(bucket.take(10_000), 0); // refills up to the burst, not beyond
+  assert.deepEqual([bucket.take(10_000), bucket.take(10_000), bucket.take(10_000)], [0, 0, 100]);
+});
+
+Deno.test("input: commands, messages, and the lab's !DISCONNECT", () => {
+  assert.deepEqual(parseInput("hello /nick"), { kind: "say", text: "hello /nick" });
+  assert.deepEqual(parseInput("/nick  ada "), { kind: "nick", name: "ada" });
+  assert.deepEqual(parseInput("/NICK"), { kind: "usage", message: "usage: /nick NAME" });
+  assert.deepEqual(parseInput("/who"), { kind: "who" });
+  assert.deepEqual(parseInput("/quit"), { kind: "quit" });
+  assert.deepEqual(parseInput("!DISCONNECT"), { kind: "quit" });
+  assert.deepEqual(parseInput("//slash"), { kind: "say", text: "/slash" });
+  assert.deepEqual(parseInput("/dance"), { kind: "unknown", command: "dance" });
+  assert.deepEqual(parseInput("   "), { kind: "empty" });
+});
+
+Deno.test("addresses: host, host:port, IPv6 in brackets", () => {
+  assert.deepEqual(parseAddress("lab-pc", 5050), { hostname: "lab-pc", port: 5050 });
+  assert.deepEqual(parseAddress("10.0.0.5:6000", 5050), { hostname: "10.0.0.5", port: 6000 });
+  assert.deepEqual(parseAddress("[::1]:7000", 5050), { hostname: "::1", port: 7000 });
+  assert.deepEqual(parseAddress("::1", 5050), { hostname: "::1", port: 5050 });
+  assert.deepEqual(parseAddress("host:99999", 5050), undefined);
+  assert.deepEqual(parseAddress("a b", 5050), undefined);
+});
