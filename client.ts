@@ -44,6 +44,7 @@ const DEFAULT_PORT = 5050;
 /** Server frames can be larger than client frames (a who list, say). */
 const MAX_SERVER_FRAME_BYTES = 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+const QUIT_TIMEOUT_MS = 2000;
 
 /** `chat join --help`. */
 export const JOIN_HELP = `Usage: chat join [HOST[:PORT]] [options]
@@ -214,13 +215,6 @@ class Link {
     );
   }
 
-  /** Waits (briefly) for pending writes, then closes. */
-  async flush(): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.#writing, new Promise((r) => timer = setTimeout(r, 2000))]);
-    clearTimeout(timer);
-  }
-
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -387,8 +381,11 @@ class TerminalUi implements Ui {
     const colour = Deno.stdout.isTerminal() && !Deno.noColor;
     this.#render = colour
       ? {
-        name: (name) => styleText(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name),
-        notice: (line) => styleText("dim", line),
+        name: (name) =>
+          styleText(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name, {
+            validateStream: false,
+          }),
+        notice: (line) => styleText("dim", line, { validateStream: false }),
       }
       : {};
   }
@@ -418,6 +415,7 @@ class TerminalUi implements Ui {
 
   close(): void {
     this.rl.close();
+    process.stdout.write("\n"); // leave the shell prompt on a line of its own
   }
 }
 
@@ -439,12 +437,14 @@ async function chat(
   let leaving: number | undefined; // the exit code once we chose to leave
   let ended: string | undefined; // why the server ended the session
 
+  let quitTimer: ReturnType<typeof setTimeout> | undefined;
   const leave = async (code: number) => {
     if (leaving !== undefined) return;
     leaving = code;
     await link.send({ type: "quit" });
-    await link.flush();
-    link.close(); // ends the reading loop below
+    // The server answers a quit by sending what it still owes us, then closing:
+    // that ends the reading loop below. Don't wait for a silent server forever.
+    quitTimer = setTimeout(() => link.close(), QUIT_TIMEOUT_MS);
   };
 
   if (interactive) readTerminal(ui as TerminalUi, outbox, link, leave);
@@ -475,6 +475,7 @@ async function chat(
     }
     readToEnd = true;
   } finally {
+    clearTimeout(quitTimer);
     const unconfirmed = outbox.pending;
     leaving ??= ExitCode.disconnected; // nothing may send a quit any more
     outbox.stop();
