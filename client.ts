@@ -1,15 +1,22 @@
 /**
- * `chat join`: connect, say hello, then send and receive at the same time.
+ * `chat join`: connect, say hello, then send and receive at the same time,
+ * and come back by itself when the connection drops.
  *
- * One task reads frames from the server and shows them; input (a terminal
+ * One loop reads frames from the server and shows them; input (a terminal
  * line editor, or lines piped on stdin) feeds an {@linkcode Outbox} that
  * sends messages one at a time, each waiting for the server's echo before
  * the next goes. The echo is the server's confirmation, so the order of what
  * the user wrote is kept, a `rate_limited` refusal is simply retried, and at
- * the end of piped input the client knows that every line was accepted
- * before it quits. The outbox also paces itself to the limits the server
- * announced, so refusals are rare. Pacing costs nothing the user can see:
- * one round trip on a LAN is far below the server's rate limit.
+ * the end of piped input the client knows every line was accepted before it
+ * quits. The outbox paces itself to the limits the server announced, so
+ * refusals are rare; one round trip on a LAN is far below the rate limit.
+ *
+ * When the connection drops, the client reconnects with exponential backoff
+ * and jitter, presents the token of its welcome to take its name back, and
+ * asks for the messages after the last `seq` it saw in its room: the server
+ * replays exactly those, so nothing is missing and nothing doubled. A
+ * message that was in flight is looked for in that replay and sent again
+ * only if it is not there.
  *
  * @module
  */
@@ -17,7 +24,7 @@
 import * as readline from "node:readline";
 import process from "node:process";
 import { parseArgs, styleText } from "node:util";
-import { ExitCode, Failure, formatAddress, parseAddress, UsageError } from "./cli.ts";
+import { ExitCode, Failure, formatAddress, integerFlag, parseAddress, UsageError } from "./cli.ts";
 import { COMMAND_HELP, parseInput } from "./commands.ts";
 import {
   type ClientFrame,
@@ -37,7 +44,12 @@ export interface JoinOptions {
   hostname: string;
   port: number;
   name?: string;
+  room?: string;
+  /** Earlier messages to be shown on entering a room. */
+  history: number;
   json: boolean;
+  /** How long to keep trying to reconnect, in seconds; 0 never tries. */
+  retryFor: number;
 }
 
 const DEFAULT_PORT = 5050;
@@ -45,6 +57,8 @@ const DEFAULT_PORT = 5050;
 const MAX_SERVER_FRAME_BYTES = 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const QUIT_TIMEOUT_MS = 2000;
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_MAX_MS = 10_000;
 
 /** `chat join --help`. */
 export const JOIN_HELP = `Usage: chat join [HOST[:PORT]] [options]
@@ -52,16 +66,20 @@ export const JOIN_HELP = `Usage: chat join [HOST[:PORT]] [options]
 Joins a chat server (default 127.0.0.1:${DEFAULT_PORT}). In a terminal, type
 messages and press Enter; /help lists the commands. With stdin piped, every
 line is sent as a message and the client quits once the server has accepted
-them all.
+them all. If the connection drops, the client reconnects by itself and gets
+what it missed.
 
 Options:
-  --name NAME    the name to use (default: the server picks guestN)
-  --json         print every event as one JSON object per line
-  -h, --help     show this help
+  --name NAME       the name to use (default: the server picks guestN)
+  --room ROOM       the room to enter (default lobby)
+  --history N       earlier messages to show on entering a room (default 50)
+  --json            print every event as one JSON object per line
+  --retry-for SECS  keep trying to reconnect this long (default 300; 0: never)
+  -h, --help        show this help
 
 Exit codes: 0 left normally, 2 bad command line, 3 could not connect or the
-server is full, 4 name refused, 5 protocol error, 6 connection lost or ended
-by the server, 130 interrupted while sending piped input.`;
+server is full, 4 name refused, 5 protocol error, 6 connection lost (and not
+regained), 130 interrupted while sending piped input.`;
 
 /** Reads `chat join` arguments; throws {@linkcode UsageError}. */
 export function parseJoinArgs(args: string[]): JoinOptions | "help" {
@@ -74,7 +92,10 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
       allowPositionals: true,
       options: {
         name: { type: "string" },
+        room: { type: "string" },
+        history: { type: "string" },
         json: { type: "boolean" },
+        "retry-for": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -90,7 +111,16 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
   if (address === undefined) {
     throw new UsageError(`"${positionals[0]}" is not HOST or HOST:PORT`, help);
   }
-  return { ...address, name: values.name, json: values.json ?? false };
+  const int = (name: string, value: string | undefined, fallback: number, max: number) =>
+    value === undefined ? fallback : integerFlag(name, value, { min: 0, max, help });
+  return {
+    ...address,
+    name: values.name,
+    room: values.room?.replace(/^#/, ""),
+    history: int("history", values.history, 50, 100_000),
+    json: values.json ?? false,
+    retryFor: int("retry-for", values["retry-for"], 300, 86_400),
+  };
 }
 
 /**
@@ -108,52 +138,18 @@ export async function runJoin(args: string[]): Promise<number> {
     console.log(JOIN_HELP);
     return ExitCode.ok;
   }
-  const where = formatAddress(options.hostname, options.port);
-  const conn = await connect(options.hostname, options.port, where);
-  const link = new Link(conn, where);
+  const interactive = Deno.stdin.isTerminal() && !options.json;
+  const client = new Client(options, interactive);
   try {
-    const welcome = await link.hello(options.name);
-    const interactive = Deno.stdin.isTerminal() && !options.json;
-    const ui = interactive ? new TerminalUi(welcome) : new StreamUi(options.json);
-    ui.show(welcome);
-    return await chat(link, welcome, ui, interactive);
+    return await client.run();
   } finally {
-    link.close();
+    client.dispose();
   }
 }
 
-async function connect(hostname: string, port: number, where: string): Promise<Deno.TcpConn> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const conn = await Promise.race([
-      Deno.connect({ hostname, port }),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Deno.errors.TimedOut()), HANDSHAKE_TIMEOUT_MS);
-      }),
-    ]);
-    conn.setNoDelay(true);
-    return conn;
-  } catch (error) {
-    throw new Failure(connectFailure(error, where), ExitCode.unavailable);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+// ---------------------------------------------------------------- the link
 
-function connectFailure(error: unknown, where: string): string {
-  const prefix = `could not connect to ${where}`;
-  if (error instanceof Deno.errors.ConnectionRefused) {
-    return `${prefix}: connection refused. Is "chat serve" running there, on that port?`;
-  }
-  if (error instanceof Deno.errors.TimedOut) {
-    return `${prefix}: no answer in ${HANDSHAKE_TIMEOUT_MS / 1000} s. ` +
-      "Check the address, and that no firewall blocks the port.";
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return `${prefix}: ${message}. Check the address.`;
-}
-
-/** The connection as frames: send one, or wait for the next. */
+/** One connection as frames: send one, or wait for the next. */
 class Link {
   readonly #conn: Deno.TcpConn;
   readonly #where: string;
@@ -161,34 +157,53 @@ class Link {
   #writing: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  constructor(conn: Deno.TcpConn, where: string) {
+  private constructor(conn: Deno.TcpConn, where: string) {
     this.#conn = conn;
     this.#where = where;
     this.#frames = this.#read();
   }
 
-  /** Sends a frame; writes are kept in order. */
-  send(frame: ClientFrame): Promise<unknown> {
-    const bytes = encodeFrame(frame);
-    this.#writing = this.#writing.then(() => writeAll(this.#conn, bytes)).catch(() => {});
-    return this.#writing;
+  /** Connects; throws a {@linkcode Failure} that says what went wrong. */
+  static async open(hostname: string, port: number): Promise<Link> {
+    const where = formatAddress(hostname, port);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const conn = await Promise.race([
+        Deno.connect({ hostname, port }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Deno.errors.TimedOut()), HANDSHAKE_TIMEOUT_MS);
+        }),
+      ]);
+      conn.setNoDelay(true);
+      return new Link(conn, where);
+    } catch (error) {
+      throw new Failure(connectFailure(error, where), ExitCode.unavailable);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
-  /** The next frame, or undefined when the server closed the connection. */
+  /** Sends a frame; writes are kept in order, and fail quietly once closed. */
+  send(frame: ClientFrame): void {
+    const bytes = encodeFrame(frame);
+    this.#writing = this.#writing.then(() => writeAll(this.#conn, bytes)).catch(() => {});
+  }
+
+  /** The next frame, or undefined when the connection has ended. */
   async next(): Promise<ServerFrame | undefined> {
     const result = await this.#frames.next();
     return result.done ? undefined : result.value;
   }
 
   /** Says hello and waits for the welcome; throws a {@linkcode Failure}. */
-  async hello(name?: string): Promise<WelcomeFrame> {
-    this.send({ type: "hello", version: PROTOCOL_VERSION, ...(name ? { name } : {}) });
+  async hello(hello: Omit<Extract<ClientFrame, { type: "hello" }>, "type">): Promise<WelcomeFrame> {
+    this.send({ type: "hello", ...hello });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const frame = await Promise.race([
       this.next(),
-      new Promise<"timeout">((resolve) =>
-        timer = setTimeout(() => resolve("timeout"), HANDSHAKE_TIMEOUT_MS)
-      ),
+      new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), HANDSHAKE_TIMEOUT_MS);
+      }),
     ]).finally(() => clearTimeout(timer));
     if (frame === "timeout") {
       throw new Failure(
@@ -248,34 +263,46 @@ class Link {
   }
 }
 
+function connectFailure(error: unknown, where: string): string {
+  const prefix = `could not connect to ${where}`;
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return `${prefix}: connection refused. Is "chat serve" running there, on that port?`;
+  }
+  if (error instanceof Deno.errors.TimedOut) {
+    return `${prefix}: no answer in ${HANDSHAKE_TIMEOUT_MS / 1000} s. ` +
+      "Check the address, and that no firewall blocks the port.";
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return `${prefix}: ${message}. Check the address.`;
+}
+
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
 }
 
+// ---------------------------------------------------------------- the outbox
+
+type Outgoing = { to?: string; text: string };
+
 /**
  * Sends messages in order, one at a time, each confirmed by the server's
  * echo before the next; retries refusals for rate; paces to the limits.
+ * It outlives connections: what is queued waits through a reconnect.
  */
 class Outbox {
-  readonly #link: Link;
-  readonly #bucket: TokenBucket;
-  readonly #maxFrameBytes: number;
-  readonly #queue: string[] = [];
-  #inFlight: { ref: number; text: string } | undefined;
-  #nextRef = 1;
-  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #link: Link | undefined;
+  #bucket = new TokenBucket({ rate: 1, burst: 1 });
+  #maxFrameBytes = 1024;
+  readonly #queue: Outgoing[] = [];
+  #inFlight: (Outgoing & { ref: number }) | undefined;
+  // Refs unlike those of an earlier run under the same name, which a replay may show.
+  #nextRef = Date.now() * 1000;
+  #awaitingReplay = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #idle = Promise.withResolvers<void>();
-  #paceTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(link: Link, welcome: WelcomeFrame) {
-    this.#link = link;
-    // A little under the server's pace, so its bucket is never the one to say no.
-    this.#bucket = new TokenBucket({
-      rate: welcome.limits.rate * 0.95,
-      burst: Math.max(1, welcome.limits.burst - 1),
-    });
-    this.#maxFrameBytes = welcome.limits.maxFrameBytes;
+  constructor() {
     this.#idle.resolve();
   }
 
@@ -284,10 +311,42 @@ class Outbox {
     return this.#queue.length + (this.#inFlight ? 1 : 0);
   }
 
-  /** Queues a message (split into parts if it is too long for one frame). */
-  add(text: string): void {
+  /** Starts sending on a new connection, with that server's limits. */
+  attach(link: Link, welcome: WelcomeFrame): void {
+    this.#link = link;
+    // A little under the server's pace, so its bucket is never the one to say no.
+    this.#bucket = new TokenBucket({
+      rate: welcome.limits.rate * 0.95,
+      burst: Math.max(1, welcome.limits.burst - 1),
+    });
+    this.#maxFrameBytes = welcome.limits.maxFrameBytes;
+    this.#awaitingReplay = true;
+  }
+
+  /** The connection is gone: hold everything until the next one. */
+  detach(): void {
+    this.#link = undefined;
+    this.stop();
+  }
+
+  /**
+   * After the replay that follows a welcome: send again what was in flight
+   * and not seen in it, then go on with the queue.
+   */
+  resume(): void {
+    if (!this.#awaitingReplay) return;
+    this.#awaitingReplay = false;
+    const flight = this.#inFlight;
+    if (flight) this.#link?.send(messageFrame(flight));
+    else this.#pump();
+  }
+
+  /** Queues a message, or a direct one with `to` (split if too long for a frame). */
+  add(text: string, to?: string): void {
     if (this.pending === 0) this.#idle = Promise.withResolvers<void>();
-    this.#queue.push(...splitText(text, this.#maxFrameBytes));
+    for (const piece of splitText(text, this.#maxFrameBytes - (to?.length ?? 0) - 16)) {
+      this.#queue.push({ to, text: piece });
+    }
     this.#pump();
   }
 
@@ -304,11 +363,11 @@ class Outbox {
   receive(frame: ServerFrame, me: string): boolean {
     const flight = this.#inFlight;
     if (flight === undefined || !("ref" in frame) || frame.ref !== flight.ref) return false;
-    if (frame.type === "msg" && frame.from !== me) return false; // someone else's ref
+    if ((frame.type === "msg" || frame.type === "dm") && frame.from !== me) return false;
     if (frame.type === "error" && frame.code === "rate_limited") {
-      this.#retryTimer = setTimeout(() => {
-        this.#retryTimer = undefined;
-        this.#link.send({ type: "msg", text: flight.text, ref: flight.ref });
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#link?.send(messageFrame(flight));
       }, frame.retryMs ?? 1000);
       return true;
     }
@@ -318,34 +377,46 @@ class Outbox {
     return false;
   }
 
-  /** Stops timers; for the end of the session. */
+  /** Stops timers. */
   stop(): void {
-    clearTimeout(this.#retryTimer);
-    clearTimeout(this.#paceTimer);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   #pump(): void {
-    if (this.#inFlight !== undefined || this.#paceTimer !== undefined) return;
-    const text = this.#queue.shift();
-    if (text === undefined) return this.#idle.resolve();
+    if (this.#inFlight || this.#timer !== undefined || !this.#link || this.#awaitingReplay) return;
+    const next = this.#queue[0];
+    if (next === undefined) return this.#idle.resolve();
     const wait = this.#bucket.take(performance.now());
     if (wait > 0) {
-      this.#queue.unshift(text);
-      this.#paceTimer = setTimeout(() => {
-        this.#paceTimer = undefined;
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
         this.#pump();
       }, wait);
       return;
     }
-    this.#inFlight = { ref: this.#nextRef++, text };
-    this.#link.send({ type: "msg", text, ref: this.#inFlight.ref });
+    this.#queue.shift();
+    this.#inFlight = { ...next, ref: this.#nextRef++ };
+    this.#link.send(messageFrame(this.#inFlight));
   }
 }
 
-/** Where received frames are shown. */
+function messageFrame(message: Outgoing & { ref: number }): ClientFrame {
+  return message.to === undefined
+    ? { type: "msg", text: message.text, ref: message.ref }
+    : { type: "dm", to: message.to, text: message.text, ref: message.ref };
+}
+
+// ---------------------------------------------------------------- output
+
+/** Where frames and status lines are shown. */
 interface Ui {
   show(frame: ServerFrame): void;
+  /** Marks where replayed messages end and the live ones begin. */
+  endOfHistory(): void;
+  /** A line of the client's own (status, help). */
   say(line: string): void;
+  setPrompt(name: string, room: string): void;
   close(): void;
 }
 
@@ -354,12 +425,17 @@ class StreamUi implements Ui {
   constructor(readonly json: boolean) {}
   show(frame: ServerFrame): void {
     if (frame.type === "pong") return;
+    if (frame.type === "history" && !this.json && frame.count === 0 && frame.gone === 0) return;
     const line = this.json ? JSON.stringify(frame) : renderFrame(frame);
     if (line !== undefined) console.log(line);
+  }
+  endOfHistory(): void {
+    if (!this.json) console.log("* (end of earlier messages)");
   }
   say(line: string): void {
     console.error(line);
   }
+  setPrompt(): void {}
   close(): void {}
 }
 
@@ -369,34 +445,39 @@ const NAME_COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "red"] as co
 class TerminalUi implements Ui {
   readonly rl: readline.Interface;
   readonly #render: RenderOptions;
+  readonly #dim: (text: string) => string;
 
-  constructor(welcome: WelcomeFrame) {
+  constructor() {
     this.rl = readline.createInterface({
       input: process.stdin,
       output: process.stdout,
       terminal: true,
       historySize: 100,
     });
-    this.setName(welcome.name);
     const colour = Deno.stdout.isTerminal() && !Deno.noColor;
-    this.#render = colour
-      ? {
-        name: (name) =>
-          styleText(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name, {
-            validateStream: false,
-          }),
-        notice: (line) => styleText("dim", line, { validateStream: false }),
-      }
-      : {};
+    // validateStream: false, or styleText would read the environment.
+    const style = (format: Parameters<typeof styleText>[0], text: string) =>
+      colour ? styleText(format, text, { validateStream: false }) : text;
+    this.#dim = (text) => style("dim", text);
+    this.#render = {
+      name: (name) => style(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name),
+      notice: this.#dim,
+    };
   }
 
-  setName(name: string): void {
-    this.rl.setPrompt(`${name}> `);
+  setPrompt(name: string, room: string): void {
+    this.rl.setPrompt(`${name}@${room}> `);
   }
 
   show(frame: ServerFrame): void {
+    if (frame.type === "history" && frame.count === 0 && frame.gone === 0) return;
     const line = renderFrame(frame, this.#render);
-    if (line !== undefined) this.say(line);
+    if (line === undefined) return;
+    this.say(frame.type === "msg" && frame.replay ? this.#dim(line) : line);
+  }
+
+  endOfHistory(): void {
+    this.say(this.#dim("* (end of earlier messages)"));
   }
 
   /** Prints above the input line, then redraws the prompt and what was typed. */
@@ -425,120 +506,246 @@ function hash(text: string): number {
   return h;
 }
 
-/** Runs the session after the welcome; resolves to the exit code. */
-async function chat(
-  link: Link,
-  welcome: WelcomeFrame,
-  ui: Ui,
-  interactive: boolean,
-): Promise<number> {
-  const outbox = new Outbox(link, welcome);
-  let name = welcome.name;
-  let leaving: number | undefined; // the exit code once we chose to leave
-  let ended: string | undefined; // why the server ended the session
+// ---------------------------------------------------------------- the client
 
-  let quitTimer: ReturnType<typeof setTimeout> | undefined;
-  const leave = async (code: number) => {
-    if (leaving !== undefined) return;
-    leaving = code;
-    await link.send({ type: "quit" });
-    // The server answers a quit by sending what it still owes us, then closing:
-    // that ends the reading loop below. Don't wait for a silent server forever.
-    quitTimer = setTimeout(() => link.close(), QUIT_TIMEOUT_MS);
-  };
+/** How a connection ended. */
+type End =
+  | { kind: "left"; code: number }
+  | { kind: "lost"; reason: string };
 
-  if (interactive) readTerminal(ui as TerminalUi, outbox, link, leave);
-  else {
-    readPipe(outbox, leave).catch((error) => {
-      console.error(`chat: cannot read standard input: ${error}`);
-      leave(ExitCode.internal);
-    });
+/** The client: its identity and place, which outlive any one connection. */
+class Client {
+  readonly #options: JoinOptions;
+  readonly #ui: Ui;
+  readonly #outbox = new Outbox();
+  #name: string | undefined;
+  #room: string | undefined;
+  #token: string | undefined;
+  /** The last seq seen in #room; undefined before the first welcome. */
+  #seq: number | undefined;
+  #link: Link | undefined;
+  /** Set once the user asked to leave, with the exit code to leave with. */
+  #leaving: number | undefined;
+  #leaveAsked = Promise.withResolvers<void>();
+  #quitTimer: ReturnType<typeof setTimeout> | undefined;
+  #signals: Deno.Signal[] = [];
+  readonly #onSignal = () => this.leave(ExitCode.interrupted);
+
+  constructor(options: JoinOptions, interactive: boolean) {
+    this.#options = options;
+    this.#name = options.name;
+    this.#room = options.room;
+    this.#ui = interactive ? new TerminalUi() : new StreamUi(options.json);
   }
 
-  let readToEnd = false;
-  try {
+  /** Connects, chats, reconnects as needed; resolves to the exit code. */
+  async run(): Promise<number> {
+    // The first connection's failures are final: the user is there to fix them.
+    const welcome = await this.#connect();
+    this.#startInput();
+    let current: Link | undefined = this.#link;
+    let first: WelcomeFrame | undefined = welcome;
+    for (;;) {
+      const end = await this.#chat(current!, first);
+      first = undefined;
+      this.#outbox.detach();
+      if (end.kind === "left") return end.code;
+      if (this.#options.retryFor === 0) return this.#lost(end.reason);
+      current = await this.#reconnect(end.reason);
+      if (current === undefined) return this.#lost(end.reason);
+    }
+  }
+
+  /** Asks to leave: quits politely if connected, else stops trying. */
+  leave(code: number): void {
+    if (this.#leaving !== undefined) return;
+    this.#leaving = code;
+    this.#leaveAsked.resolve();
+    const link = this.#link;
+    if (!link) return;
+    link.send({ type: "quit" });
+    // The server answers a quit by sending what it still owes, then closing;
+    // that ends the reading loop. Don't wait for a silent server forever.
+    this.#quitTimer = setTimeout(() => link.close(), QUIT_TIMEOUT_MS);
+  }
+
+  dispose(): void {
+    clearTimeout(this.#quitTimer);
+    this.#outbox.stop();
+    this.#link?.close();
+    for (const signal of this.#signals) Deno.removeSignalListener(signal, this.#onSignal);
+    this.#ui.close();
+  }
+
+  /** Opens a connection and says hello; throws a {@linkcode Failure}. */
+  async #connect(): Promise<WelcomeFrame> {
+    const link = await Link.open(this.#options.hostname, this.#options.port);
+    let welcome: WelcomeFrame;
+    try {
+      welcome = await link.hello({
+        version: PROTOCOL_VERSION,
+        ...(this.#name === undefined ? {} : { name: this.#name }),
+        ...(this.#room === undefined ? {} : { room: this.#room }),
+        history: this.#options.history,
+        ...(this.#seq === undefined ? {} : { since: this.#seq }),
+        ...(this.#token === undefined ? {} : { token: this.#token }),
+      });
+    } catch (error) {
+      link.close();
+      throw error;
+    }
+    this.#link = link;
+    this.#name = welcome.name;
+    this.#room = welcome.room;
+    this.#token = welcome.token;
+    this.#seq = welcome.seq; // the server's word: after a restart without --db it starts again
+    this.#outbox.attach(link, welcome);
+    this.#ui.setPrompt(welcome.name, welcome.room);
+    return welcome;
+  }
+
+  /** Tries to connect again with backoff; undefined when giving up. */
+  async #reconnect(reason: string): Promise<Link | undefined> {
+    const until = Date.now() + this.#options.retryFor * 1000;
+    for (let attempt = 0; this.#leaving === undefined; attempt++) {
+      // Exponential backoff with "equal jitter": half fixed, half random.
+      const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
+      const delay = Math.round(cap / 2 + Math.random() * cap / 2);
+      if (Date.now() + delay > until) return undefined;
+      this.#ui.say(
+        `! ${reason}; reconnecting in ${(delay / 1000).toFixed(1)} s ` +
+          `(attempt ${attempt + 1}; Ctrl-C to stop)`,
+      );
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise((resolve) => timer = setTimeout(resolve, delay)),
+        this.#leaveAsked.promise,
+      ]);
+      clearTimeout(timer);
+      if (this.#leaving !== undefined) return undefined;
+      try {
+        await this.#connect();
+        this.#ui.say(`* reconnected`);
+        return this.#link;
+      } catch (error) {
+        if (!(error instanceof Failure)) throw error;
+        // Someone else has the name now, or we are refused: trying again won't help.
+        if (error.exitCode === ExitCode.nameRefused || error.exitCode === ExitCode.protocol) {
+          throw error;
+        }
+        reason = error.message;
+      }
+    }
+    return undefined;
+  }
+
+  #lost(reason: string): number {
+    const unconfirmed = this.#outbox.pending;
+    const lost = unconfirmed > 0 ? `; ${unconfirmed} message(s) were not confirmed` : "";
+    this.#ui.say(`chat: disconnected: ${reason}${lost}`);
+    return ExitCode.disconnected;
+  }
+
+  /** Shows frames from one connection until it ends. */
+  async #chat(link: Link, welcome?: WelcomeFrame): Promise<End> {
+    let reason = "the connection was lost";
+    let replaying = 0; // replayed messages still to come after a history frame
+    if (welcome) this.#ui.show(welcome);
     for (;;) {
       const frame = await link.next();
       if (frame === undefined) break;
-      if (outbox.receive(frame, name)) continue;
-      if (frame.type === "event" && frame.event === "rename" && frame.from === name) {
-        name = frame.name;
-        if (ui instanceof TerminalUi) ui.setName(name);
-      }
+      if (this.#outbox.receive(frame, this.#name!)) continue;
+      this.#follow(frame);
       if (
         frame.type === "error" &&
         (frame.code === "slow_consumer" || frame.code === "server_shutdown")
       ) {
-        ended = frame.message;
+        reason = frame.message;
       }
-      ui.show(frame);
+      this.#ui.show(frame);
+      if (frame.type === "history") replaying = frame.count;
+      else if (frame.type === "msg" && frame.replay) replaying--;
+      if ((frame.type === "history" || frame.type === "msg") && replaying === 0) {
+        if (frame.type === "msg" && frame.replay) this.#ui.endOfHistory();
+        if (frame.type === "history" || frame.replay) this.#outbox.resume();
+      }
     }
-    readToEnd = true;
-  } finally {
-    clearTimeout(quitTimer);
-    const unconfirmed = outbox.pending;
-    leaving ??= ExitCode.disconnected; // nothing may send a quit any more
-    outbox.stop();
-    ui.close();
-    if (readToEnd && leaving === ExitCode.disconnected) {
-      const lost = unconfirmed > 0 ? `; ${unconfirmed} message(s) were not confirmed` : "";
-      console.error(`chat: disconnected: ${ended ?? "the connection was lost"}${lost}`);
+    clearTimeout(this.#quitTimer);
+    link.close();
+    this.#link = undefined;
+    if (this.#leaving !== undefined) return { kind: "left", code: this.#leaving };
+    return { kind: "lost", reason };
+  }
+
+  /** Keeps name, room and last seq up to date. */
+  #follow(frame: ServerFrame): void {
+    if (frame.type === "event" && frame.event === "rename" && frame.from === this.#name) {
+      this.#name = frame.name;
+      this.#ui.setPrompt(this.#name, this.#room!);
+    } else if (frame.type === "room") {
+      this.#room = frame.room;
+      this.#seq = frame.seq;
+      this.#ui.setPrompt(this.#name!, this.#room);
+    } else if (frame.type === "msg" && frame.room === this.#room) {
+      this.#seq = Math.max(this.#seq ?? 0, frame.seq);
     }
   }
-  return leaving;
-}
 
-function readTerminal(
-  ui: TerminalUi,
-  outbox: Outbox,
-  link: Link,
-  leave: (code: number) => Promise<void>,
-): void {
-  ui.rl.on("line", (line: string) => {
-    ui.eraseEntered();
-    const input = parseInput(line);
-    switch (input.kind) {
-      case "say":
-        return outbox.add(input.text);
-      case "nick":
-        link.send({ type: "nick", name: input.name });
-        return;
-      case "who":
-        link.send({ type: "who" });
-        return;
-      case "help":
-        return COMMAND_HELP.forEach((help) => ui.say(`* ${help}`));
-      case "quit":
-        leave(ExitCode.ok);
-        return;
-      case "empty":
-        return ui.rl.prompt();
-      case "unknown":
-        return ui.say(`! unknown command /${input.command}; try /help`);
-      case "usage":
-        return ui.say(`! ${input.message}`);
-    }
-  });
-  ui.rl.on("SIGINT", () => leave(ExitCode.ok));
-  ui.rl.on("close", () => leave(ExitCode.ok)); // Ctrl-D
-  ui.rl.prompt();
-}
+  #startInput(): void {
+    if (this.#ui instanceof TerminalUi) return this.#readTerminal(this.#ui);
+    this.#signals = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+    for (const signal of this.#signals) Deno.addSignalListener(signal, this.#onSignal);
+    this.#readPipe().catch((error) => {
+      this.#ui.say(`chat: cannot read standard input: ${error}`);
+      this.leave(ExitCode.internal);
+    });
+  }
 
-/** Sends each piped line, then quits once all are confirmed. */
-async function readPipe(outbox: Outbox, leave: (code: number) => Promise<void>): Promise<void> {
-  const onSignal = () => leave(ExitCode.interrupted);
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
-  try {
+  #readTerminal(ui: TerminalUi): void {
+    ui.rl.on("line", (line: string) => {
+      ui.eraseEntered();
+      const input = parseInput(line);
+      switch (input.kind) {
+        case "say":
+          return this.#outbox.add(input.text);
+        case "msg":
+          return this.#outbox.add(input.text, input.to);
+        case "join":
+          return this.#link?.send({ type: "join", room: input.room });
+        case "rooms":
+          return this.#link?.send({ type: "rooms" });
+        case "topic":
+          return this.#link?.send({ type: "topic", text: input.text });
+        case "nick":
+          return this.#link?.send({ type: "nick", name: input.name });
+        case "who":
+          return this.#link?.send({ type: "who" });
+        case "help":
+          return COMMAND_HELP.forEach((help) => ui.say(`* ${help}`));
+        case "quit":
+          return this.leave(ExitCode.ok);
+        case "empty":
+          return ui.rl.prompt();
+        case "unknown":
+          return ui.say(`! unknown command /${input.command}; try /help`);
+        case "usage":
+          return ui.say(`! ${input.message}`);
+      }
+    });
+    ui.rl.on("SIGINT", () => this.leave(ExitCode.ok));
+    ui.rl.on("close", () => this.leave(ExitCode.ok)); // Ctrl-D
+    ui.rl.prompt();
+  }
+
+  /** Sends each piped line, then leaves once all are confirmed. */
+  async #readPipe(): Promise<void> {
     for await (const line of stdinLines()) {
-      if (line.trim() !== "") outbox.add(line);
+      if (line.trim() !== "") this.#outbox.add(line);
       // Keep only a little of the input in memory when the server is slower.
-      if (outbox.pending > 100) await outbox.idle();
+      if (this.#outbox.pending > 100) await this.#outbox.idle();
     }
-    await outbox.idle();
-    await leave(ExitCode.ok);
-  } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+    await this.#outbox.idle();
+    this.leave(ExitCode.ok);
   }
 }
 

@@ -10,6 +10,10 @@
 /** One line of input, understood. */
 export type Input =
   | { kind: "say"; text: string }
+  | { kind: "msg"; to: string; text: string }
+  | { kind: "join"; room: string }
+  | { kind: "rooms" }
+  | { kind: "topic"; text: string }
   | { kind: "nick"; name: string }
   | { kind: "who" }
   | { kind: "help" }
@@ -20,11 +24,15 @@ export type Input =
 
 /** The help text for the commands, one line each. */
 export const COMMAND_HELP: readonly string[] = [
-  "/nick NAME   change your name",
-  "/who         list who is online",
-  "/quit        leave (also !DISCONNECT, Ctrl-D)",
-  "/help        show this help",
-  "//text       send a message that starts with /",
+  "/join ROOM      go to a room (it is created if need be)",
+  "/rooms          list the rooms",
+  "/topic TEXT     set the topic of this room",
+  "/msg NAME TEXT  send a message to one person only",
+  "/nick NAME      change your name",
+  "/who            list who is in this room",
+  "/quit           leave (also !DISCONNECT, Ctrl-D)",
+  "/help           show this help",
+  "//text          send a message that starts with /",
 ];
 
 /**
@@ -34,6 +42,7 @@ export const COMMAND_HELP: readonly string[] = [
  * ```ts
  * import { parseInput } from "./commands.ts";
  * parseInput("/nick ada"); // { kind: "nick", name: "ada" }
+ * parseInput("/msg bob hi there"); // { kind: "msg", to: "bob", text: "hi there" }
  * parseInput("hello"); // { kind: "say", text: "hello" }
  * ```
  */
@@ -42,11 +51,26 @@ export function parseInput(line: string): Input {
   if (line.trim() === "!DISCONNECT") return { kind: "quit" };
   if (line.startsWith("//")) return { kind: "say", text: line.slice(1) };
   if (!line.startsWith("/")) return { kind: "say", text: line };
-  const [command, ...rest] = line.slice(1).trim().split(/\s+/);
+  const match = /^\/(\S+)\s*(.*)$/s.exec(line.trimEnd())!;
+  const command = match[1];
+  const rest = match[2];
+  const words = rest === "" ? [] : rest.split(/\s+/);
   switch (command.toLowerCase()) {
     case "nick":
-      if (rest.length !== 1) return { kind: "usage", message: "usage: /nick NAME" };
-      return { kind: "nick", name: rest[0] };
+      if (words.length !== 1) return { kind: "usage", message: "usage: /nick NAME" };
+      return { kind: "nick", name: words[0] };
+    case "join":
+      if (words.length !== 1) return { kind: "usage", message: "usage: /join ROOM" };
+      return { kind: "join", room: words[0].replace(/^#/, "") };
+    case "msg": {
+      const dm = /^(\S+)\s+(.+)$/s.exec(rest);
+      if (!dm) return { kind: "usage", message: "usage: /msg NAME TEXT" };
+      return { kind: "msg", to: dm[1], text: dm[2] };
+    }
+    case "topic":
+      return { kind: "topic", text: rest };
+    case "rooms":
+      return { kind: "rooms" };
     case "who":
       return { kind: "who" };
     case "help":

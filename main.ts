@@ -10,16 +10,18 @@ import config from "./deno.json" with { type: "json" };
 import { ExitCode, Failure, UsageError } from "./cli.ts";
 import { runJoin } from "./client.ts";
 import { runServe } from "./server.ts";
+import { runLog } from "./transcript.ts";
 
 const HELP = `chat ${config.version}: a chat server and client for computer labs
 
 Usage:
   chat serve [options]               run a server (default port 5050)
   chat join [HOST[:PORT]] [options]  join one (default 127.0.0.1:5050)
+  chat log --db FILE [options]       export what a server stored with --db
   chat help                          show this help
   chat --version                     show the version
 
-Run 'chat serve --help' or 'chat join --help' for their options.
+Run 'chat serve --help', 'chat join --help' or 'chat log --help' for their options.
 Plain-text clients can join too: nc HOST 5050, or telnet HOST 5050.`;
 
 /** Runs the command line; resolves to the exit code. */
@@ -30,6 +32,8 @@ async function main(args: string[]): Promise<number> {
       return await runServe(rest);
     case "join":
       return await runJoin(rest);
+    case "log":
+      return await runLog(rest);
     case "help":
     case "--help":
     case "-h":

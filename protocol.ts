@@ -34,7 +34,11 @@ export type ErrorCode =
   | "server_full"
   | "server_shutdown"
   | "not_joined"
-  | "already_joined";
+  | "already_joined"
+  | "no_such_user"
+  | "bad_room"
+  | "too_many_rooms"
+  | "storage_failed";
 
 /** Limits the server enforces, announced in its `welcome`. */
 export interface Limits {
@@ -56,12 +60,41 @@ export interface HelloFrame {
   version: number;
   /** Wanted name; the server picks one when it is missing. */
   name?: string;
+  /** Room to enter; default `lobby`. */
+  room?: string;
+  /** How many earlier messages to be shown on entering a room; default 50. */
+  history?: number;
+  /** Resuming: the last `seq` seen in `room`; exactly what came after is replayed. */
+  since?: number;
+  /** Resuming: the `token` of the welcome, to take the name back at once. */
+  token?: string;
 }
 /** Client → server: a chat message; `ref` comes back on the relayed copy. */
 export interface SendFrame {
   type: "msg";
   text: string;
   ref?: number;
+}
+/** Client → server: a direct message to one user, wherever they are. */
+export interface DirectSendFrame {
+  type: "dm";
+  to: string;
+  text: string;
+  ref?: number;
+}
+/** Client → server: move to a room, creating it if need be. */
+export interface JoinRoomFrame {
+  type: "join";
+  room: string;
+}
+/** Client → server: list the rooms. */
+export interface RoomsRequestFrame {
+  type: "rooms";
+}
+/** Client → server: set the topic of one's room. */
+export interface TopicFrame {
+  type: "topic";
+  text: string;
 }
 /** Client → server: change name. */
 export interface NickFrame {
@@ -91,6 +124,10 @@ export interface QuitFrame {
 export type ClientFrame =
   | HelloFrame
   | SendFrame
+  | DirectSendFrame
+  | JoinRoomFrame
+  | RoomsRequestFrame
+  | TopicFrame
   | NickFrame
   | WhoRequestFrame
   | PingFrame
@@ -106,39 +143,86 @@ export interface WelcomeFrame {
   /** The server's display name. */
   server: string;
   limits: Limits;
-  /** Who is online, this client included; a sample when many are. */
+  /** The room entered, its topic, and the seq of its last message so far. */
+  room: string;
+  topic: string;
+  seq: number;
+  /** Who is in the room, this client included; a sample when many are. */
   users: string[];
-  /** How many are online in all. */
+  /** How many are in the room in all. */
   online: number;
+  /** Present this in a later hello to take the name back after a drop. */
+  token: string;
 }
 /** Server → client: a relayed chat message. */
 export interface MessageFrame {
   type: "msg";
-  /** Server-assigned, increasing by one for every relayed message or event. */
+  /** Server-assigned, increasing with every relayed message or event. */
   id: number;
   /** Milliseconds since the Unix epoch, set by the server. */
   ts: number;
+  /** The room, and the message's place in it: 1, 2, 3, … for ever. */
+  room: string;
+  seq: number;
   from: string;
   text: string;
   /** The sender's `ref`, so the sender can match the echo to what it sent. */
   ref?: number;
+  /** Set on earlier messages replayed after a `history` frame. */
+  replay?: boolean;
 }
-/** Server → client: someone joined, left or was renamed. */
+/** Server → client: a direct message, to its target and back to its sender. */
+export interface DirectFrame {
+  type: "dm";
+  id: number;
+  ts: number;
+  from: string;
+  to: string;
+  text: string;
+  ref?: number;
+}
+/** Server → client: `count` earlier messages of `room` follow; `gone` were past retention. */
+export interface HistoryFrame {
+  type: "history";
+  room: string;
+  count: number;
+  gone: number;
+}
+/** Server → client: you are now in `room` (after a `join`). */
+export interface RoomFrame {
+  type: "room";
+  room: string;
+  topic: string;
+  /** The seq of the room's last message so far. */
+  seq: number;
+  users: string[];
+  online: number;
+}
+/** Server → client: the rooms there are. */
+export interface RoomsFrame {
+  type: "rooms";
+  rooms: { name: string; members: number; topic: string }[];
+}
+/** Server → client: someone joined or left the room, was renamed, or set the topic. */
 export interface EventFrame {
   type: "event";
   id: number;
   ts: number;
-  event: "join" | "leave" | "rename";
+  room: string;
+  event: "join" | "leave" | "rename" | "topic";
   /** The user concerned (for a rename, the new name). */
   name: string;
   /** For a rename, the old name. */
   from?: string;
   /** For a leave, why (`quit`, `connection lost`, `slow_consumer`, …). */
   reason?: string;
+  /** For a topic, the new topic. */
+  topic?: string;
 }
 /** Server → client: who is online. */
 export interface WhoFrame {
   type: "who";
+  room: string;
   /** Names, sorted; a sample when very many are online. */
   users: string[];
   /** How many are online in all. */
@@ -158,6 +242,10 @@ export interface ErrorFrame {
 export type ServerFrame =
   | WelcomeFrame
   | MessageFrame
+  | DirectFrame
+  | HistoryFrame
+  | RoomFrame
+  | RoomsFrame
   | EventFrame
   | WhoFrame
   | ErrorFrame
@@ -345,6 +433,16 @@ class Fields {
     return value;
   }
 
+  boolean(key: string, optional = false): boolean | undefined {
+    const value = this.object[key];
+    if (value === undefined && optional) return undefined;
+    if (typeof value !== "boolean") {
+      this.problem ??= `field "${key}" must be true or false`;
+      return undefined;
+    }
+    return value;
+  }
+
   strings(key: string): string[] | undefined {
     const value = this.object[key];
     if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
@@ -382,7 +480,24 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
         type: "hello" as const,
         version: f.integer("version")!,
         name: f.string("name", true),
+        room: f.string("room", true),
+        history: f.integer("history", true),
+        since: f.integer("since", true),
+        token: f.string("token", true),
       }));
+    case "dm":
+      return checked(f, () => ({
+        type: "dm" as const,
+        to: f.string("to")!,
+        text: f.string("text")!,
+        ref: f.integer("ref", true),
+      }));
+    case "join":
+      return checked(f, () => ({ type: "join" as const, room: f.string("room")! }));
+    case "rooms":
+      return { type: "rooms" };
+    case "topic":
+      return checked(f, () => ({ type: "topic" as const, text: f.string("text")! }));
     case "msg":
       return checked(f, () => ({
         type: "msg" as const,
@@ -403,7 +518,7 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
   }
 }
 
-const EVENT_KINDS = new Set(["join", "leave", "rename"]);
+const EVENT_KINDS = new Set(["join", "leave", "rename", "topic"]);
 
 /**
  * Parses one line from a server, checking the type of every field. Used by
@@ -431,8 +546,12 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         version: f.integer("version")!,
         name: f.string("name")!,
         server: f.string("server")!,
+        room: f.string("room")!,
+        topic: f.string("topic")!,
+        seq: f.integer("seq")!,
         users: f.strings("users")!,
         online: f.integer("online")!,
+        token: f.string("token")!,
         limits: {
           maxFrameBytes: l.integer("maxFrameBytes")!,
           maxNameLength: l.integer("maxNameLength")!,
@@ -447,19 +566,66 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         type: "msg" as const,
         id: f.integer("id")!,
         ts: f.integer("ts")!,
+        room: f.string("room")!,
+        seq: f.integer("seq")!,
         from: f.string("from")!,
         text: f.string("text")!,
         ref: f.integer("ref", true),
+        replay: f.boolean("replay", true),
       }));
+    case "dm":
+      return checked(f, () => ({
+        type: "dm" as const,
+        id: f.integer("id")!,
+        ts: f.integer("ts")!,
+        from: f.string("from")!,
+        to: f.string("to")!,
+        text: f.string("text")!,
+        ref: f.integer("ref", true),
+      }));
+    case "history":
+      return checked(f, () => ({
+        type: "history" as const,
+        room: f.string("room")!,
+        count: f.integer("count")!,
+        gone: f.integer("gone")!,
+      }));
+    case "room":
+      return checked(f, () => ({
+        type: "room" as const,
+        room: f.string("room")!,
+        topic: f.string("topic")!,
+        seq: f.integer("seq")!,
+        users: f.strings("users")!,
+        online: f.integer("online")!,
+      }));
+    case "rooms": {
+      const list = Array.isArray(object.rooms) ? object.rooms : undefined;
+      const rooms = list?.map((entry) => {
+        const r = new Fields(typeof entry === "object" && entry ? entry : {});
+        const room = {
+          name: r.string("name")!,
+          members: r.integer("members")!,
+          topic: r.string("topic")!,
+        };
+        return r.problem === undefined ? room : undefined;
+      });
+      if (rooms === undefined || rooms.some((r) => r === undefined)) {
+        return badFrame('field "rooms" must be a list of {name, members, topic}');
+      }
+      return { type: "rooms", rooms: rooms as RoomsFrame["rooms"] };
+    }
     case "event": {
       const frame = checked(f, () => ({
         type: "event" as const,
         id: f.integer("id")!,
         ts: f.integer("ts")!,
+        room: f.string("room")!,
         event: f.string("event") as EventFrame["event"],
         name: f.string("name")!,
         from: f.string("from", true),
         reason: f.string("reason", true),
+        topic: f.string("topic", true),
       }));
       if ("event" in frame && !EVENT_KINDS.has(frame.event)) {
         return badFrame(`unknown event ${JSON.stringify(frame.event)}`);
@@ -469,6 +635,7 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
     case "who":
       return checked(f, () => ({
         type: "who" as const,
+        room: f.string("room")!,
         users: f.strings("users")!,
         online: f.integer("online")!,
       }));

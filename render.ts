@@ -52,25 +52,57 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
   switch (frame.type) {
     case "msg":
       return `[${clock(frame.ts)}] ${name(frame.from)}: ${neutralize(frame.text)}`;
+    case "dm":
+      return `[${clock(frame.ts)}] (private) ${name(frame.from)} → ${name(frame.to)}: ${
+        neutralize(frame.text)
+      }`;
     case "event": {
       const time = `[${clock(frame.ts)}]`;
-      if (frame.event === "join") return notice(`${time} * ${name(frame.name)} joined`);
-      if (frame.event === "rename") {
-        return notice(`${time} * ${name(frame.from ?? "?")} is now ${name(frame.name)}`);
+      switch (frame.event) {
+        case "join":
+          return notice(`${time} * ${name(frame.name)} joined ${neutralize(frame.room)}`);
+        case "rename":
+          return notice(`${time} * ${name(frame.from ?? "?")} is now ${name(frame.name)}`);
+        case "topic":
+          return notice(
+            `${time} * ${name(frame.name)} set the topic: ${neutralize(frame.topic ?? "")}`,
+          );
+        case "leave": {
+          const why = frame.reason ? ` (${neutralize(frame.reason)})` : "";
+          return notice(`${time} * ${name(frame.name)} left${why}`);
+        }
       }
-      const why = frame.reason ? ` (${neutralize(frame.reason)})` : "";
-      return notice(`${time} * ${name(frame.name)} left${why}`);
+      return undefined;
+    }
+    case "history": {
+      const gone = frame.gone > 0 ? `; ${frame.gone} older ones are no longer kept` : "";
+      return notice(`* ${frame.count} earlier message(s) in ${neutralize(frame.room)}${gone}:`);
     }
     case "who": {
       const more = frame.online > frame.users.length
         ? ` and ${frame.online - frame.users.length} more`
         : "";
-      return notice(`* online (${frame.online}): ${frame.users.map(name).join(", ")}${more}`);
+      return notice(
+        `* in ${neutralize(frame.room)} (${frame.online}): ${
+          frame.users.map(name).join(", ")
+        }${more}`,
+      );
     }
+    case "room":
+      return notice(
+        `* you are in ${neutralize(frame.room)} (${frame.online} here)${topicOf(frame.topic)}`,
+      );
+    case "rooms":
+      return notice(
+        "* rooms: " +
+          frame.rooms.map((r) => `${neutralize(r.name)} (${r.members})${topicOf(r.topic)}`)
+            .join(", "),
+      );
     case "welcome":
       return notice(
-        `* connected to ${neutralize(frame.server)} as ${name(frame.name)}; ` +
-          `${frame.online} online. Type /help for commands.`,
+        `* connected to ${neutralize(frame.server)} as ${name(frame.name)}, in ` +
+          `${neutralize(frame.room)} (${frame.online} here)${topicOf(frame.topic)}. ` +
+          "Type /help for commands.",
       );
     case "error":
       return notice(`! ${neutralize(frame.message)}`);
@@ -78,4 +110,8 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
     case "pong":
       return undefined;
   }
+}
+
+function topicOf(topic: string): string {
+  return topic === "" ? "" : ` — topic: ${neutralize(topic)}`;
 }

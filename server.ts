@@ -18,6 +18,7 @@ import { ExitCode, Failure, formatAddress, integerFlag, UsageError } from "./cli
 import { Hub } from "./hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
 import { Session, slowConsumer } from "./session.ts";
+import { DatabaseError, SqliteStore } from "./store.ts";
 
 /** Everything `chat serve` can be told; every field has a default. */
 export interface ServeOptions {
@@ -39,8 +40,16 @@ export interface ServeOptions {
   maxNameLength?: number;
   /** Bytes a client may fall behind before it is cut off. Default 256 KiB. */
   maxQueueBytes?: number;
-  /** Join/leave notices only while at most this many are online. Default 200. */
+  /** Join/leave notices only while a room has at most this many. Default 200. */
   announceLimit?: number;
+  /** Messages kept per room for replay. Default 1000. */
+  retention?: number;
+  /** Most rooms. Default 100. */
+  maxRooms?: number;
+  /** Earlier messages shown on entering a room, unless the client asks. Default 20. */
+  defaultHistory?: number;
+  /** SQLite file for durable history; none keeps it in memory. */
+  db?: string;
   /** Silence before a connection is taken for a plain-text client. Default 300 ms. */
   plainTextAfterMs?: number;
   /** Time a closing connection gets to receive what it is owed. Default 2000 ms. */
@@ -61,6 +70,9 @@ export const SERVE_DEFAULTS = {
   maxNameLength: 32,
   maxQueueBytes: 256 * 1024,
   announceLimit: 200,
+  retention: 1000,
+  maxRooms: 100,
+  defaultHistory: 20,
   plainTextAfterMs: 300,
   closeGraceMs: 2000,
 } as const;
@@ -76,7 +88,8 @@ export interface ChatServer {
 }
 
 /**
- * Starts a chat server. Throws what `Deno.listen` throws when it cannot listen.
+ * Starts a chat server. Throws what `Deno.listen` throws when it cannot
+ * listen, and what SQLite throws when the `db` cannot be opened.
  *
  * @example
  * ```ts
@@ -90,13 +103,38 @@ export function serve(options: ServeOptions = {}): ChatServer {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const config = { ...SERVE_DEFAULTS, ...given } as typeof SERVE_DEFAULTS & ServeOptions;
   const log = options.log ?? (() => {});
-  const listener = Deno.listen({ hostname: config.hostname, port: config.port });
+  const store = config.db === undefined ? undefined : SqliteStore.open(config.db);
   const sessions = new Map<Session, Promise<void>>();
-  const hub = new Hub({
-    announceLimit: config.announceLimit,
-    onOverflow: (member) =>
-      (member as Session).close("slow_consumer", slowConsumer(config.maxQueueBytes), true),
-  });
+  let hub: Hub;
+  let listener: Deno.TcpListener;
+  try {
+    hub = new Hub({
+      announceLimit: config.announceLimit,
+      retention: config.retention,
+      maxRooms: config.maxRooms,
+      store,
+      onOverflow: (member) =>
+        (member as Session).close("slow_consumer", {
+          notice: slowConsumer(config.maxQueueBytes),
+          dropQueued: true,
+        }),
+      onStoreError: (error, refused) => {
+        log(`cannot store ${refused.length} message(s): ${error}`);
+        for (const { member, ref } of refused) {
+          member.deliver(encodeFrame({
+            type: "error",
+            code: "storage_failed",
+            message: "the server could not store your message, so it was not sent; try again",
+            ...(ref === undefined ? {} : { ref }),
+          }));
+        }
+      },
+    });
+    listener = Deno.listen({ hostname: config.hostname, port: config.port });
+  } catch (error) {
+    store?.close();
+    throw error;
+  }
   const limits: Limits = {
     maxFrameBytes: config.maxFrameBytes,
     maxNameLength: config.maxNameLength,
@@ -110,6 +148,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
     maxQueueBytes: config.maxQueueBytes,
     plainTextAfterMs: config.plainTextAfterMs,
     closeGraceMs: config.closeGraceMs,
+    defaultHistory: config.defaultHistory,
     log,
   };
   let stopping: Promise<void> | undefined;
@@ -171,8 +210,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
           code: "server_shutdown",
           message: "the server is shutting down",
         };
-        for (const session of sessions.keys()) session.close("server_shutdown", notice);
+        for (const session of sessions.keys()) session.close("server_shutdown", { notice });
         await Promise.all(sessions.values());
+        store?.close();
         log("stopped");
       })();
       return stopping;
@@ -215,13 +255,20 @@ Options:
   --max-name-length N     longest name in characters (default ${SERVE_DEFAULTS.maxNameLength})
   --max-queue-bytes N     bytes a client may fall behind before it is
                           disconnected as a slow consumer (default ${SERVE_DEFAULTS.maxQueueBytes})
-  --announce-limit N      send join/leave notices only while at most N are
-                          online (default ${SERVE_DEFAULTS.announceLimit})
+  --announce-limit N      send join/leave notices only while a room has at
+                          most N people (default ${SERVE_DEFAULTS.announceLimit})
+  --db FILE               keep rooms and messages in this SQLite file, so they
+                          survive a restart (default: in memory only)
+  --retention N           messages kept per room for replay (default ${SERVE_DEFAULTS.retention})
+  --max-rooms N           most rooms (default ${SERVE_DEFAULTS.maxRooms})
+  --history N             earlier messages shown to plain-text clients on
+                          joining a room (default ${SERVE_DEFAULTS.defaultHistory})
   --quiet                 no log lines on stderr
   -h, --help              show this help
 
 Ctrl-C (or SIGTERM) shuts down gracefully: clients are told, exit code 0.
-Exit codes: 0 stopped cleanly, 2 bad command line, 3 cannot listen.`;
+Exit codes: 0 stopped cleanly, 2 bad command line, 3 cannot listen or
+cannot open the database.`;
 
 /** Reads `chat serve` arguments into options; throws {@linkcode UsageError}. */
 export function parseServeArgs(args: string[]): ServeOptions | "help" {
@@ -243,6 +290,10 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
         "max-name-length": { type: "string" },
         "max-queue-bytes": { type: "string" },
         "announce-limit": { type: "string" },
+        db: { type: "string" },
+        retention: { type: "string" },
+        "max-rooms": { type: "string" },
+        history: { type: "string" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -268,6 +319,10 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
     maxNameLength: int("max-name-length", values["max-name-length"], 1, 256),
     maxQueueBytes: int("max-queue-bytes", values["max-queue-bytes"], 1024, 1024 ** 3),
     announceLimit: int("announce-limit", values["announce-limit"], 0, 1_000_000),
+    db: values.db,
+    retention: int("retention", values.retention, 1, 1_000_000),
+    maxRooms: int("max-rooms", values["max-rooms"], 1, 100_000),
+    defaultHistory: int("history", values.history, 0, 1_000_000),
     log: values.quiet ? undefined : (line) => console.error(`${new Date().toISOString()} ${line}`),
   };
 }
@@ -293,6 +348,13 @@ export async function runServe(args: string[]): Promise<number> {
   try {
     server = serve(options);
   } catch (error) {
+    if (error instanceof DatabaseError) {
+      throw new Failure(
+        `${error.message}. Check the path, that its folder exists and is writable, ` +
+          "and that the file is a chat database.",
+        ExitCode.unavailable,
+      );
+    }
     throw new Failure(listenFailure(error, hostname, port), ExitCode.unavailable);
   }
   printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name);

@@ -18,8 +18,8 @@
  */
 
 import { COMMAND_HELP, parseInput } from "./commands.ts";
-import type { Hub, Member } from "./hub.ts";
-import { WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
+import type { Entry, Hub, Member, Room } from "./hub.ts";
+import { DEFAULT_ROOM, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
 import {
   type ClientFrame,
@@ -34,6 +34,7 @@ import {
   validateName,
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
+import type { StoredMessage } from "./store.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** What every session shares: the hub, the limits and the log. */
@@ -46,10 +47,13 @@ export interface SessionContext {
   plainTextAfterMs: number;
   /** How long a closing session's queued bytes may take to leave. */
   closeGraceMs: number;
+  /** Earlier messages shown on entering a room unless the hello says otherwise. */
+  defaultHistory: number;
   log: (line: string) => void;
 }
 
 const READ_BUFFER_BYTES = 8 * 1024;
+const MAX_TOPIC_LENGTH = 200;
 const textDecoder = new TextDecoder(); // lenient: plain clients may send anything
 const textEncoder = new TextEncoder();
 
@@ -59,6 +63,9 @@ type Mode = "undecided" | "protocol" | "plain";
 export class Session implements Member {
   name = "";
   plain = false;
+  room: Room | undefined;
+  /** Proves, in a later hello, that a new connection is this same user. */
+  readonly token = crypto.randomUUID();
   readonly remote: string;
   readonly #conn: Deno.TcpConn;
   readonly #ctx: SessionContext;
@@ -67,6 +74,7 @@ export class Session implements Member {
   readonly #bucket: TokenBucket;
   #mode: Mode = "undecided";
   #joined = false;
+  #history: number;
   #closing: Promise<void> | undefined;
 
   constructor(conn: Deno.TcpConn, ctx: SessionContext) {
@@ -82,6 +90,7 @@ export class Session implements Member {
     });
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
     this.#bucket = new TokenBucket(ctx.limits);
+    this.#history = ctx.defaultHistory;
   }
 
   /** Whether {@linkcode Session.close} has begun. */
@@ -116,17 +125,27 @@ export class Session implements Member {
   }
 
   /**
-   * Ends the session once: `reason` goes to the log and to the others' leave
-   * notice; `notice`, if given, is the last thing the peer is sent, after
-   * what is queued unless `dropQueued`.
+   * Ends the session once: `reason` goes to the log and to the room's leave
+   * notice (none when `silent`); `notice`, if given, is the last thing the
+   * peer is sent, after what is queued unless `dropQueued`.
    */
-  close(reason: string, notice?: ErrorFrame, dropQueued = false): Promise<void> {
-    this.#closing ??= this.#close(reason, notice, dropQueued);
+  close(
+    reason: string,
+    options: { notice?: ErrorFrame; dropQueued?: boolean; silent?: boolean } = {},
+  ): Promise<void> {
+    this.#closing ??= this.#close(reason, options);
     return this.#closing;
   }
 
-  async #close(reason: string, notice: ErrorFrame | undefined, dropQueued: boolean): Promise<void> {
-    if (this.#joined) this.#ctx.hub.leave(this, reason);
+  async #close(
+    reason: string,
+    { notice, dropQueued = false, silent = false }: {
+      notice?: ErrorFrame;
+      dropQueued?: boolean;
+      silent?: boolean;
+    },
+  ): Promise<void> {
+    if (this.#joined) this.#ctx.hub.leave(this, reason, silent);
     this.#ctx.log(
       `disconnect ${this.remote}${this.#joined ? ` ${this.name}` : ""}: ${reason}`,
     );
@@ -146,7 +165,10 @@ export class Session implements Member {
 
   #send(frame: ServerFrame): void {
     if (!this.#queue.push(this.#encode(frame))) {
-      this.close("slow_consumer", slowConsumer(this.#ctx.maxQueueBytes), true);
+      this.close("slow_consumer", {
+        notice: slowConsumer(this.#ctx.maxQueueBytes),
+        dropQueued: true,
+      });
     }
   }
 
@@ -197,6 +219,11 @@ export class Session implements Member {
       this.close(`protocol error: version ${frame.version}`);
       return;
     }
+    const roomName = this.#checkRoom(frame.room ?? DEFAULT_ROOM);
+    if (roomName === undefined) {
+      this.close("room refused");
+      return;
+    }
     let name = this.#ctx.hub.guestName();
     if (frame.name !== undefined) {
       const checked = validateName(frame.name, this.#ctx.limits.maxNameLength);
@@ -207,29 +234,115 @@ export class Session implements Member {
       }
       name = checked.name;
     }
+    // A client back after a drop takes its name over from its stale connection.
+    const holder = this.#ctx.hub.holder(name) as Session | undefined;
+    const resumed = holder !== undefined && frame.token !== undefined &&
+      holder.token === frame.token;
+    if (resumed) holder.close("replaced by a new connection", { silent: true });
     if (!this.#ctx.hub.claim(this, name)) {
       this.#error("name_taken", `the name "${name}" is taken; choose another with --name`);
       this.close("name taken");
       return;
     }
     this.#joined = true;
-    this.#ctx.log(`connect ${this.remote} ${this.name}`);
+    if (frame.history !== undefined) this.#history = Math.max(0, frame.history);
+    this.#ctx.log(`connect ${this.remote} ${this.name}${resumed ? " (resumed)" : ""}`);
+    const entry = this.#ctx.hub.enter(this, roomName, {
+      history: this.#history,
+      since: frame.since,
+    });
+    if (entry === undefined) {
+      this.#error("too_many_rooms", "there are too many rooms already; join an existing one");
+      this.close("room refused");
+      return;
+    }
     this.#send({
       type: "welcome",
       version: PROTOCOL_VERSION,
       name: this.name,
       server: this.#ctx.serverName,
       limits: this.#ctx.limits,
-      users: this.#ctx.hub.names(WELCOME_LIMIT),
-      online: this.#ctx.hub.size,
+      room: entry.room.name,
+      topic: entry.room.topic,
+      seq: entry.room.relayedSeq,
+      users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
+      online: entry.room.members.size,
+      token: this.token,
     });
+    this.#sendHistory(entry);
+    if (!resumed) this.#ctx.hub.announceJoin(this);
+  }
+
+  /** Validates a room name; sends the error and returns undefined if it is bad. */
+  #checkRoom(wanted: string): string | undefined {
+    const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
+    if (checked.ok) return checked.name;
+    this.#error("bad_room", `cannot use that room name: ${checked.reason}`);
+    return undefined;
+  }
+
+  /** Replays earlier messages after a `history` frame (always sent to protocol clients). */
+  #sendHistory(entry: Entry): void {
+    if (this.plain && entry.replay.length === 0 && entry.gone === 0) return;
+    const room = entry.room.name;
+    this.#send({ type: "history", room, count: entry.replay.length, gone: entry.gone });
+    for (const message of entry.replay) this.#send(replayFrame(message));
+    if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
+  }
+
+  #join(wanted: string): void {
+    const roomName = this.#checkRoom(wanted);
+    if (roomName === undefined) return;
+    const entry = this.#ctx.hub.enter(this, roomName, { history: this.#history });
+    if (entry === undefined) {
+      return this.#error(
+        "too_many_rooms",
+        "there are too many rooms already; join an existing one",
+      );
+    }
+    this.#send({
+      type: "room",
+      room: entry.room.name,
+      topic: entry.room.topic,
+      seq: entry.room.relayedSeq,
+      users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
+      online: entry.room.members.size,
+    });
+    this.#sendHistory(entry);
     this.#ctx.hub.announceJoin(this);
+  }
+
+  #topic(text: string): void {
+    const topic = text.trim();
+    if ([...topic].length > MAX_TOPIC_LENGTH) {
+      return this.#error("bad_frame", `a topic is at most ${MAX_TOPIC_LENGTH} characters`);
+    }
+    this.#ctx.hub.setTopic(this, topic);
+  }
+
+  #direct(to: string, text: string, ref?: number): void {
+    if (!this.#allowed(text, ref)) return;
+    if (!this.#ctx.hub.direct(this, to, text, ref)) {
+      this.#error(
+        "no_such_user",
+        `nobody called "${to}" is online`,
+        ref === undefined ? {} : { ref },
+      );
+    }
   }
 
   #handleFrame(frame: ClientFrame): void {
     switch (frame.type) {
       case "msg":
         return this.#say(frame.text, frame.ref);
+      case "dm":
+        return this.#direct(frame.to, frame.text, frame.ref);
+      case "join":
+        return this.#join(frame.room);
+      case "rooms":
+        return this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
+      case "topic":
+        return this.#topic(frame.text);
       case "nick":
         return this.#rename(frame.name);
       case "who":
@@ -250,19 +363,26 @@ export class Session implements Member {
   }
 
   #say(text: string, ref?: number): void {
+    if (this.#allowed(text, ref)) this.#ctx.hub.say(this, text, ref);
+  }
+
+  /** Checks a message is not empty and within the rate; says why not. */
+  #allowed(text: string, ref?: number): boolean {
     const refField = ref === undefined ? {} : { ref };
     if (text.trim() === "") {
-      return this.#error("bad_frame", "a message cannot be empty", refField);
+      this.#error("bad_frame", "a message cannot be empty", refField);
+      return false;
     }
     const waitMs = this.#bucket.take(performance.now());
     if (waitMs > 0) {
-      return this.#error(
+      this.#error(
         "rate_limited",
         `slow down: at most ${this.#ctx.limits.rate} messages a second; not sent, try again in ${waitMs} ms`,
         { ...refField, retryMs: waitMs },
       );
+      return false;
     }
-    this.#ctx.hub.say(this, text, ref);
+    return true;
   }
 
   #rename(wanted: string): void {
@@ -274,19 +394,34 @@ export class Session implements Member {
   }
 
   #who(): void {
-    this.#send({ type: "who", users: this.#ctx.hub.names(WHO_LIMIT), online: this.#ctx.hub.size });
+    const room = this.room!;
+    this.#send({
+      type: "who",
+      room: room.name,
+      users: this.#ctx.hub.names(room, WHO_LIMIT),
+      online: room.members.size,
+    });
   }
 
   #startPlain(): void {
     this.#mode = "plain";
     this.plain = true;
-    this.#ctx.hub.claim(this, this.#ctx.hub.guestName());
+    const hub = this.#ctx.hub;
+    const entry = hub.claim(this, hub.guestName())
+      ? hub.enter(this, DEFAULT_ROOM, { history: this.#history })
+      : undefined;
+    if (entry === undefined) {
+      this.close("server closing");
+      return;
+    }
     this.#joined = true;
     this.#ctx.log(`connect ${this.remote} ${this.name} (plain text)`);
-    const banner = `* Welcome to ${this.#ctx.serverName}. You are ${this.name}; ` +
-      `${this.#ctx.hub.size} online. Commands: /nick NAME, /who, /help, /quit.`;
+    const banner =
+      `* Welcome to ${this.#ctx.serverName}. You are ${this.name}, in ${entry.room.name} ` +
+      `(${entry.room.members.size} here). Commands: /help, /nick NAME, /join ROOM, /msg NAME TEXT, /quit.`;
     this.deliver(textEncoder.encode(banner + "\r\n"));
-    this.#ctx.hub.announceJoin(this);
+    this.#sendHistory(entry);
+    hub.announceJoin(this);
   }
 
   #handleText(line: string): void {
@@ -294,6 +429,14 @@ export class Session implements Member {
     switch (input.kind) {
       case "say":
         return this.#say(input.text);
+      case "msg":
+        return this.#direct(input.to, input.text);
+      case "join":
+        return this.#join(input.room);
+      case "rooms":
+        return this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
+      case "topic":
+        return this.#topic(input.text);
       case "nick":
         return this.#rename(input.name);
       case "who":
@@ -320,6 +463,20 @@ export function slowConsumer(limit: number): ErrorFrame {
     type: "error",
     code: "slow_consumer",
     message: `disconnected: you fell more than ${limit} bytes behind the chat`,
+  };
+}
+
+function replayFrame(message: StoredMessage): ServerFrame {
+  return {
+    type: "msg",
+    id: message.id,
+    ts: message.ts,
+    room: message.room,
+    seq: message.seq,
+    from: message.from,
+    text: message.text,
+    ...(message.ref === undefined ? {} : { ref: message.ref }),
+    replay: true,
   };
 }
 

@@ -51,10 +51,22 @@ Deno.test("decoder takes a line of exactly the limit, with or without CR", () =>
 });
 
 Deno.test("a frame round-trips through encode and parse", () => {
-  const frame = { type: "msg" as const, id: 7, ts: 1700000000000, from: "ada", text: "hé\n✓" };
+  const frame = {
+    type: "msg" as const,
+    id: 7,
+    ts: 1700000000000,
+    room: "lobby",
+    seq: 3,
+    from: "ada",
+    text: "hé\n✓",
+  };
   const line = encodeFrame(frame);
-  assert.deepEqual(line[line.length - 1], 10);
-  assert.deepEqual(parseServerFrame(line.subarray(0, -1)), { ...frame, ref: undefined });
+  assert.equal(line[line.length - 1], 10);
+  assert.deepEqual(parseServerFrame(line.subarray(0, -1)), {
+    ...frame,
+    ref: undefined,
+    replay: undefined,
+  });
 });
 
 Deno.test("client frames are checked field by field", () => {
@@ -64,10 +76,20 @@ Deno.test("client frames are checked field by field", () => {
     text: "hi",
     ref: 3,
   });
-  assert.deepEqual(parse('{"type":"hello","version":1}'), {
+  assert.deepEqual(parse('{"type":"hello","version":1,"room":"lab","since":4}'), {
     type: "hello",
     version: 1,
     name: undefined,
+    room: "lab",
+    history: undefined,
+    since: 4,
+    token: undefined,
+  });
+  assert.deepEqual(parse('{"type":"dm","to":"bob","text":"psst"}'), {
+    type: "dm",
+    to: "bob",
+    text: "psst",
+    ref: undefined,
   });
   const bad = [
     '{"type":"msg","text":5}',
@@ -75,6 +97,9 @@ Deno.test("client frames are checked field by field", () => {
     '{"type":"msg","text":"x","ref":"1"}',
     '{"type":"msg","text":"x","ref":1.5}',
     '{"type":"hello","version":"1"}',
+    '{"type":"hello","version":1,"since":"4"}',
+    '{"type":"dm","text":"no target"}',
+    '{"type":"join"}',
     '{"type":"nick","name":null}',
     '{"type":"launch"}',
     '{"text":"no type"}',
@@ -86,8 +111,8 @@ Deno.test("client frames are checked field by field", () => {
   ];
   for (const line of bad) {
     const result = parse(line);
-    assert.deepEqual(result.type, "frame_error", line);
-    assert.deepEqual((result as FrameError).code, "bad_frame", line);
+    assert.equal(result.type, "frame_error", line);
+    assert.equal((result as FrameError).code, "bad_frame", line);
   }
 });
 
@@ -101,12 +126,18 @@ Deno.test("invalid UTF-8 is a bad frame, not an exception", () => {
 });
 
 Deno.test("server frames are checked too", () => {
-  const welcome = parseServerFrame(bytes('{"type":"welcome","version":1,"name":"a"}'));
-  assert.deepEqual(welcome.type, "frame_error");
-  const event = parseServerFrame(
-    bytes('{"type":"event","id":1,"ts":1,"event":"explode","name":"a"}'),
+  const bad = [
+    '{"type":"welcome","version":1,"name":"a"}',
+    '{"type":"event","id":1,"ts":1,"room":"r","event":"explode","name":"a"}',
+    '{"type":"rooms","rooms":[{"name":"a","members":"2","topic":""}]}',
+    '{"type":"msg","id":1,"ts":1,"room":"r","seq":1,"from":"a","text":"t","replay":1}',
+    '{"type":"history","room":"r","count":1}',
+  ];
+  for (const line of bad) assert.equal(parseServerFrame(bytes(line)).type, "frame_error", line);
+  const rooms = parseServerFrame(
+    bytes('{"type":"rooms","rooms":[{"name":"a","members":2,"topic":""}]}'),
   );
-  assert.deepEqual(event.type, "frame_error");
+  assert.deepEqual(rooms, { type: "rooms", rooms: [{ name: "a", members: 2, topic: "" }] });
 });
 
 Deno.test("names: letters, digits and -_. within the length, not reserved", () => {

@@ -256,7 +256,7 @@ Deno.test("plain-text clients chat with protocol clients", async () => {
     );
 
     await nc.send("/who\n");
-    await nc.waitFor((l) => l === "* online (2): ada, carol", "who list");
+    await nc.waitFor((l) => l === "* in lobby (2): ada, carol", "who list");
     await nc.send("!DISCONNECT\n");
     const leave = await ada.waitForEvent("leave", "carol");
     assert.equal(leave.type === "event" && leave.reason, "quit");

@@ -23,6 +23,15 @@ Deno.test("input: commands, messages, and the lab's !DISCONNECT", () => {
   assert.deepEqual(parseInput("//slash"), { kind: "say", text: "/slash" });
   assert.deepEqual(parseInput("/dance"), { kind: "unknown", command: "dance" });
   assert.deepEqual(parseInput("   "), { kind: "empty" });
+  assert.deepEqual(parseInput("/msg bob  see you at 3 "), {
+    kind: "msg",
+    to: "bob",
+    text: "see you at 3",
+  });
+  assert.deepEqual(parseInput("/msg bob"), { kind: "usage", message: "usage: /msg NAME TEXT" });
+  assert.deepEqual(parseInput("/join #team-2"), { kind: "join", room: "team-2" });
+  assert.deepEqual(parseInput("/topic Lab 9: sockets"), { kind: "topic", text: "Lab 9: sockets" });
+  assert.deepEqual(parseInput("/rooms"), { kind: "rooms" });
 });
 
 Deno.test("addresses: host, host:port, IPv6 in brackets", () => {

@@ -1,0 +1,262 @@
+/**
+ * Durable history: rooms and messages in SQLite (`node:sqlite`, WAL).
+ *
+ * The hub hands over messages in batches, each written in one transaction
+ * before any of them is relayed, so a message someone has seen (its sender's
+ * echo included) is on disk and survives a crash or `kill -9`. The database
+ * keeps every message, for `chat log`; what the server replays to clients is
+ * the last `retention` of each room, loaded at start.
+ *
+ * Message ids are handed out in reserved blocks (the "hi-lo" scheme), so ids
+ * keep increasing across restarts without a write per message.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { nameKey } from "./protocol.ts";
+
+/** A stored chat message. */
+export interface StoredMessage {
+  room: string;
+  seq: number;
+  id: number;
+  ts: number;
+  from: string;
+  text: string;
+  ref?: number;
+}
+
+/** A room as loaded at start: its topic, last seq and recent messages. */
+export interface StoredRoom {
+  name: string;
+  topic: string;
+  lastSeq: number;
+  recent: StoredMessage[];
+}
+
+const ID_BLOCK = 100_000;
+
+/**
+ * The database could not be opened or read: a wrong path, a folder that is
+ * not writable, or a file that is not a chat database.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseError, SqliteStore } from "./store.ts";
+ * try {
+ *   SqliteStore.open("/no/such/folder/chat.db");
+ * } catch (error) {
+ *   if (error instanceof DatabaseError) console.error(error.message);
+ * }
+ * ```
+ */
+export class DatabaseError extends Error {}
+
+function databaseError(path: string, error: unknown): DatabaseError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new DatabaseError(`cannot use the database ${path}: ${reason}`);
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS rooms (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    topic TEXT NOT NULL DEFAULT ''
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS messages (
+    room_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ref INTEGER,
+    PRIMARY KEY (room_key, seq)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+/**
+ * The SQLite store of one server.
+ *
+ * @example
+ * ```ts
+ * import { SqliteStore } from "./store.ts";
+ * const store = SqliteStore.open("chat.db");
+ * const { rooms, nextId } = store.load(1000);
+ * store.close();
+ * ```
+ */
+export class SqliteStore {
+  readonly #db: DatabaseSync;
+  readonly #path: string;
+  readonly #insertMessage: StatementSync;
+  readonly #upsertRoom: StatementSync;
+  #reservedUntil = 0;
+
+  private constructor(db: DatabaseSync, path: string) {
+    this.#db = db;
+    this.#path = path;
+    this.#insertMessage = db.prepare(
+      "INSERT INTO messages (room_key, seq, id, ts, sender, text, ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#upsertRoom = db.prepare(
+      "INSERT INTO rooms (key, name, topic) VALUES (?, ?, ?) " +
+        "ON CONFLICT (key) DO UPDATE SET topic = excluded.topic",
+    );
+  }
+
+  /** Opens (creating if need be) the database at `path`; throws {@linkcode DatabaseError}. */
+  static open(path: string): SqliteStore {
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(path);
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+      db.exec(SCHEMA);
+      return new SqliteStore(db, path);
+    } catch (error) {
+      db?.close();
+      throw databaseError(path, error);
+    }
+  }
+
+  /**
+   * Loads every room with its last `retention` messages, and the next free
+   * id; throws {@linkcode DatabaseError}.
+   */
+  load(retention: number): { rooms: StoredRoom[]; nextId: number } {
+    try {
+      return this.#load(retention);
+    } catch (error) {
+      throw databaseError(this.#path, error);
+    }
+  }
+
+  #load(retention: number): { rooms: StoredRoom[]; nextId: number } {
+    const rooms = this.#db.prepare("SELECT key, name, topic FROM rooms ORDER BY key").all() as {
+      key: string;
+      name: string;
+      topic: string;
+    }[];
+    const recent = this.#db.prepare(
+      "SELECT seq, id, ts, sender, text, ref FROM messages WHERE room_key = ? " +
+        "ORDER BY seq DESC LIMIT ?",
+    );
+    const loaded = rooms.map((room) => {
+      const rows = recent.all(room.key, retention).reverse() as unknown as Row[];
+      return {
+        name: room.name,
+        topic: room.topic,
+        lastSeq: rows.at(-1)?.seq ?? 0,
+        recent: rows.map((row) => fromRow(room.name, row)),
+      };
+    });
+    const reserved = this.#db.prepare("SELECT value FROM meta WHERE key = 'next_id'").get() as
+      | { value: number }
+      | undefined;
+    const maxId = (this.#db.prepare("SELECT max(id) AS id FROM messages").get() as {
+      id: number | null;
+    }).id ?? 0;
+    const nextId = Math.max(reserved?.value ?? 1, maxId + 1);
+    this.reserveIds(nextId);
+    return { rooms: loaded, nextId };
+  }
+
+  /**
+   * Makes sure ids below `nextId` can never be handed out again, reserving a
+   * block ahead so that this is a write per block, not per message.
+   */
+  reserveIds(nextId: number): void {
+    if (nextId < this.#reservedUntil) return;
+    this.#reservedUntil = nextId + ID_BLOCK;
+    this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)").run(
+      this.#reservedUntil,
+    );
+  }
+
+  /** Stores messages and room topics in one transaction; throws on failure. */
+  write(messages: StoredMessage[], rooms: { name: string; topic: string }[]): void {
+    this.#db.exec("BEGIN");
+    try {
+      for (const room of rooms) this.#upsertRoom.run(nameKey(room.name), room.name, room.topic);
+      for (const m of messages) {
+        this.#insertMessage.run(nameKey(m.room), m.seq, m.id, m.ts, m.from, m.text, m.ref ?? null);
+      }
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+interface Row {
+  seq: number;
+  id: number;
+  ts: number;
+  sender: string;
+  text: string;
+  ref: number | null;
+  room?: string;
+}
+
+function fromRow(room: string, row: Row): StoredMessage {
+  const message: StoredMessage = {
+    room,
+    seq: row.seq,
+    id: row.id,
+    ts: row.ts,
+    from: row.sender,
+    text: row.text,
+  };
+  if (row.ref !== null) message.ref = row.ref;
+  return message;
+}
+
+/**
+ * Reads a transcript from a database, oldest first, one room or all, from a
+ * time on. Opens the database read-only, so it is safe beside a running server.
+ *
+ * @example
+ * ```ts
+ * import { readTranscript } from "./store.ts";
+ * for (const m of readTranscript("chat.db", { room: "lobby" })) console.log(m.text);
+ * ```
+ */
+export function* readTranscript(
+  path: string,
+  options: { room?: string; sinceMs?: number } = {},
+): Generator<StoredMessage> {
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path, { readOnly: true });
+  } catch (error) {
+    throw databaseError(path, error);
+  }
+  try {
+    const where = ["m.ts >= ?"];
+    const params: (string | number)[] = [options.sinceMs ?? 0];
+    if (options.room !== undefined) {
+      where.push("m.room_key = ?");
+      params.push(nameKey(options.room));
+    }
+    let query: StatementSync;
+    try {
+      query = db.prepare(
+        "SELECT r.name AS room, m.seq, m.id, m.ts, m.sender, m.text, m.ref FROM messages m " +
+          `JOIN rooms r ON r.key = m.room_key WHERE ${where.join(" AND ")} ORDER BY m.id`,
+      );
+    } catch (error) {
+      throw databaseError(path, error);
+    }
+    for (const row of query.iterate(...params) as Iterable<Row>) yield fromRow(row.room!, row);
+  } finally {
+    db.close();
+  }
+}
