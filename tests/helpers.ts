@@ -11,9 +11,11 @@ import { type ChatServer, serve, type ServeOptions } from "../server.ts";
 import {
   type ClientFrame,
   encodeFrame,
+  type HelloFrame,
   LineDecoder,
   parseServerFrame,
   type ServerFrame,
+  type WelcomeFrame,
 } from "../protocol.ts";
 
 /** Starts a server on 127.0.0.1 and a free port, quick to detect plain text. */
@@ -109,6 +111,7 @@ export class TestClient {
   readonly conn: Deno.TcpConn;
   readonly frames: LineReader<ServerFrame>;
   name = "";
+  welcome: WelcomeFrame | undefined;
 
   private constructor(conn: Deno.TcpConn) {
     this.conn = conn;
@@ -132,9 +135,18 @@ export class TestClient {
   }
 
   /** Connects and joins with `name`; throws if the server refuses. */
-  static async join(server: ChatServer, name?: string): Promise<TestClient> {
+  static async join(
+    server: ChatServer,
+    name?: string,
+    hello: Partial<HelloFrame> = {},
+  ): Promise<TestClient> {
     const client = await TestClient.connect(server);
-    await client.send({ type: "hello", version: 1, ...(name === undefined ? {} : { name }) });
+    await client.send({
+      type: "hello",
+      version: 1,
+      ...(name === undefined ? {} : { name }),
+      ...hello,
+    });
     const answer = await client.frames.waitFor(
       (f) => f.type === "welcome" || f.type === "error",
       `welcome for ${name}`,
@@ -144,6 +156,7 @@ export class TestClient {
       throw new Error(`join refused: ${JSON.stringify(answer)}`);
     }
     client.name = answer.name;
+    client.welcome = answer;
     return client;
   }
 
@@ -156,9 +169,17 @@ export class TestClient {
     while (data.length > 0) data = data.subarray(await this.conn.write(data));
   }
 
-  /** The chat messages received, in order. */
+  /** The chat messages received, in order, replayed ones included. */
   messages(): Extract<ServerFrame, { type: "msg" }>[] {
     return this.frames.received.filter((f) => f.type === "msg");
+  }
+
+  /** Waits until `count` chat messages have arrived. */
+  async waitForMessages(count: number): Promise<void> {
+    await this.frames.waitFor(
+      () => this.messages().length >= count,
+      `${count} messages at ${this.name}`,
+    );
   }
 
   /** Waits for an error frame with `code`. */
@@ -217,5 +238,64 @@ export class PlainClient {
       // Already closed.
     }
     await this.lines.done;
+  }
+}
+
+/**
+ * A loopback TCP proxy in front of a server, so a test can cut a client's
+ * connection as a dropped Wi-Fi would, while the client keeps running.
+ */
+export class Proxy {
+  readonly port: number;
+  readonly #listener: Deno.TcpListener;
+  readonly #pairs = new Set<[Deno.TcpConn, Deno.TcpConn]>();
+  readonly #tasks = new Set<Promise<unknown>>();
+  readonly #accepting: Promise<void>;
+  /** How many connections it has carried. */
+  connections = 0;
+
+  constructor(targetPort: number) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#listener = listener;
+    this.port = listener.addr.port;
+    this.#accepting = (async () => {
+      for await (const conn of listener) this.#carry(conn, targetPort);
+    })();
+  }
+
+  async #carry(conn: Deno.TcpConn, targetPort: number): Promise<void> {
+    this.connections++;
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+    const pair: [Deno.TcpConn, Deno.TcpConn] = [conn, upstream];
+    this.#pairs.add(pair);
+    const pipe = (from: Deno.TcpConn, to: Deno.TcpConn) =>
+      from.readable.pipeTo(to.writable).catch(() => {}).finally(() => this.#cutPair(pair));
+    const task = Promise.all([pipe(conn, upstream), pipe(upstream, conn)]);
+    this.#tasks.add(task);
+    await task;
+    this.#tasks.delete(task);
+  }
+
+  #cutPair(pair: [Deno.TcpConn, Deno.TcpConn]): void {
+    if (!this.#pairs.delete(pair)) return;
+    for (const conn of pair) {
+      try {
+        conn.close();
+      } catch {
+        // Closed by the pipe already.
+      }
+    }
+  }
+
+  /** Cuts every connection through the proxy, both ways, at once. */
+  cut(): void {
+    for (const pair of [...this.#pairs]) this.#cutPair(pair);
+  }
+
+  async close(): Promise<void> {
+    this.#listener.close();
+    await this.#accepting.catch(() => {});
+    this.cut();
+    await Promise.all(this.#tasks);
   }
 }
