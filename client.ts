@@ -529,6 +529,8 @@ class Client {
   #leaveAsked = Promise.withResolvers<void>();
   #quitTimer: ReturnType<typeof setTimeout> | undefined;
   #signals: Deno.Signal[] = [];
+  /** Why the last try to reconnect failed, for the final message. */
+  #lastTry: string | undefined;
   readonly #onSignal = () => this.leave(ExitCode.interrupted);
 
   constructor(options: JoinOptions, interactive: boolean) {
@@ -625,6 +627,7 @@ class Client {
       if (this.#leaving !== undefined) return undefined;
       try {
         await this.#connect();
+        this.#lastTry = undefined;
         this.#ui.say(`* reconnected`);
         return this.#link;
       } catch (error) {
@@ -633,7 +636,7 @@ class Client {
         if (error.exitCode === ExitCode.nameRefused || error.exitCode === ExitCode.protocol) {
           throw error;
         }
-        reason = error.message;
+        reason = this.#lastTry = error.message;
       }
     }
     return undefined;
@@ -642,7 +645,8 @@ class Client {
   #lost(reason: string): number {
     const unconfirmed = this.#outbox.pending;
     const lost = unconfirmed > 0 ? `; ${unconfirmed} message(s) were not confirmed` : "";
-    this.#ui.say(`chat: disconnected: ${reason}${lost}`);
+    const tried = this.#lastTry === undefined ? "" : `; could not reconnect: ${this.#lastTry}`;
+    this.#ui.say(`chat: disconnected: ${reason}${tried}${lost}`);
     return ExitCode.disconnected;
   }
 

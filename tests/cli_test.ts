@@ -50,13 +50,20 @@ Deno.test("piped input: nothing is lost when lines outpace the rate limit", asyn
   }
 });
 
-Deno.test("a client sees the server shut down and exits 6 with the reason", async () => {
+Deno.test("a client sees the server shut down, retries, and exits 6 with the reason", async () => {
   const { serve, port } = await startServe("--quiet");
   const ada = new Chat(["join", `127.0.0.1:${port}`, "--name", "ada"]);
+  const bob = new Chat(["join", `127.0.0.1:${port}`, "--name", "bob", "--retry-for", "0"]);
   await ada.waitFor(/connected/);
+  await bob.waitFor(/connected/);
   assert.equal(await stop(serve), 0);
-  assert.equal(await ada.exit(), 6);
-  assert.match(ada.stderr, /disconnected: the server is shutting down/);
+  await ada.waitForStderr(/the server is shutting down; reconnecting in/);
+  await ada.waitForStderr(/connection refused.*reconnecting in/);
+  assert.equal(await ada.exit(), 6); // end of input while still away: nothing more to wait for
+  assert.match(ada.stderr, /disconnected: .*connection refused/);
+  assert.equal(await bob.child.status.then((s) => s.code), 6); // --retry-for 0: no retry
+  assert.equal(await bob.exit(), 6);
+  assert.match(bob.stderr, /disconnected: the server is shutting down/);
 });
 
 Deno.test("exit codes: refused connection 3, name taken 4, usage 2", async () => {

@@ -1,0 +1,102 @@
+/**
+ * The terminal client as a person sees it: `chat join` runs in a real
+ * terminal (tmux), keys are typed into it and the screen is read back.
+ * Needs tmux (`.ci/run` installs it).
+ */
+import assert from "node:assert/strict";
+import { deadline, startServer, TestClient } from "./helpers.ts";
+import { PERMISSIONS, root } from "./subprocess.ts";
+
+async function tmux(...args: string[]): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command("tmux", { args, stdin: "null" }).output();
+  const text = new TextDecoder().decode(stdout);
+  if (code !== 0) throw new Error(`tmux ${args[0]}: ${new TextDecoder().decode(stderr)}`);
+  return text;
+}
+
+/** Polls the screen until `test` holds; the screen is all there is to wait on. */
+async function screenUntil(session: string, test: (screen: string) => boolean, what: string) {
+  let screen = "";
+  await deadline(
+    (async () => {
+      for (;;) {
+        screen = await tmux("capture-pane", "-p", "-t", session);
+        if (test(screen)) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })(),
+    10_000,
+    `${what}; the screen:\n${screen}`,
+  ).catch((error) => {
+    throw new Error(`${error.message}\n${screen}`);
+  });
+  return screen;
+}
+
+const hasTmux = await new Deno.Command("tmux", { args: ["-V"] }).output().then((o) => o.success)
+  .catch(() => false);
+
+Deno.test({
+  name: "terminal: messages appear above the line being typed, escapes are defused, Ctrl-C leaves",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const bob = await TestClient.join(server, "bob");
+    const session = `chat-test-${Deno.pid}`;
+    const command = [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      ...PERMISSIONS,
+      new URL("main.ts", root).pathname,
+    ]
+      .concat(["join", `127.0.0.1:${server.addr.port}`, "--name", "ada"])
+      .map((word) => `'${word}'`).join(" ");
+    try {
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "100",
+        "-y",
+        "20",
+        `${command}; sleep 30`,
+      );
+      await screenUntil(session, (s) => s.includes("connected to chat as ada"), "welcome");
+      await screenUntil(session, (s) => s.includes("ada@lobby>"), "prompt");
+
+      await tmux("send-keys", "-t", session, "-l", "half typed");
+      await screenUntil(session, (s) => s.includes("ada@lobby> half typed"), "typing");
+      await bob.send({ type: "msg", text: "hi \x1b[2J\x1b]0;pwned\x07 there" });
+      const screen = await screenUntil(session, (s) => s.includes("bob: hi"), "bob's message");
+      const lines = screen.trimEnd().split("\n");
+      assert.match(lines.at(-2)!, /^\[\d\d:\d\d\] bob: hi \uFFFD\[2J\uFFFD\]0;pwned\uFFFD there$/);
+      assert.equal(lines.at(-1), "ada@lobby> half typed", "what was typed is kept below");
+
+      await tmux("send-keys", "-t", session, " and sent", "Enter");
+      await bob.frames.waitFor(
+        (f) => f.type === "msg" && f.text === "half typed and sent",
+        "ada's line",
+      );
+      const after = await screenUntil(
+        session,
+        (s) => s.includes("ada: half typed and sent"),
+        "echo",
+      );
+      assert.ok(
+        !after.includes("ada@lobby> half typed and sent"),
+        "the entered line is replaced by the echo",
+      );
+
+      await tmux("send-keys", "-t", session, "C-c");
+      const leave = await bob.waitForEvent("leave", "ada");
+      assert.equal(leave.type === "event" && leave.reason, "quit");
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      await bob.close();
+      await server.shutdown();
+    }
+  },
+});
