@@ -94,6 +94,20 @@ Deno.test("exit codes: refused connection 3, name taken 4, usage 2", async () =>
   }
 });
 
+Deno.test("join exits 5 when the other side is not a chat server", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const answering = (async () => {
+    const conn = await listener.accept();
+    await conn.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    await conn.readable.cancel().catch(() => {});
+  })();
+  const client = new Chat(["join", `127.0.0.1:${listener.addr.port}`]);
+  assert.equal(await client.exit(), 5);
+  assert.match(client.stderr, /sent something this client cannot read.*is it a chat server/);
+  await answering;
+  listener.close();
+});
+
 Deno.test("serve exits 3 with advice when the port is taken", async () => {
   const { serve, port } = await startServe("--quiet");
   try {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startServer, TestClient } from "./helpers.ts";
+import { PlainClient, startServer, TestClient } from "./helpers.ts";
 import type { ChatServer, ServeOptions } from "../server.ts";
 import type { ServerFrame } from "../protocol.ts";
 
@@ -209,4 +209,31 @@ Deno.test("with --db, a restarted server keeps rooms, topics and messages, and i
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("plain-text clients have rooms and private messages too", async () => {
+  await withServer({}, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada", { room: "team" });
+    clients.push(ada);
+    await ada.send({ type: "msg", text: "before nc came" });
+    const nc = await PlainClient.connect(server);
+    try {
+      await nc.waitFor((l) => l.startsWith("* Welcome"), "banner");
+      await nc.send("/nick carol\n/join team\n");
+      await nc.waitFor((l) => l.includes("1 earlier message(s) in team"), "history header");
+      await nc.waitFor((l) => /ada: before nc came$/.test(l), "history line");
+      await nc.waitFor((l) => l === "* (end of earlier messages)", "history end");
+      await nc.send("/msg ada hello in private\n/topic team work\n/rooms\n");
+      const dm = await ada.frames.waitFor((f) => f.type === "dm", "dm from nc");
+      assert.deepEqual(dm.type === "dm" && [dm.from, dm.text], ["carol", "hello in private"]);
+      await nc.waitFor(
+        (l) => l.includes("* rooms: lobby (0), team (2) — topic: team work"),
+        "room list",
+      );
+      await ada.send({ type: "dm", to: "carol", text: "got it" });
+      await nc.waitFor((l) => /\(private\) ada → carol: got it$/.test(l), "dm line");
+    } finally {
+      await nc.close();
+    }
+  });
 });
