@@ -52,7 +52,10 @@ export interface SessionContext {
   log: (line: string) => void;
 }
 
-const READ_BUFFER_BYTES = 8 * 1024;
+// A waiting read holds its buffer, so idle connections get a small one; it
+// grows while reads fill it (a busy sender) and shrinks back when they don't.
+const MIN_READ_BYTES = 512;
+const MAX_READ_BYTES = 16 * 1024; // what one read can make others queue at once
 const MAX_TOPIC_LENGTH = 200;
 const textDecoder = new TextDecoder(); // lenient: plain clients may send anything
 const textEncoder = new TextEncoder();
@@ -482,11 +485,16 @@ function replayFrame(message: StoredMessage): ServerFrame {
 
 /** Reads a connection as chunks; each chunk is valid until the next one. */
 async function* readChunks(conn: Deno.Conn): AsyncGenerator<Uint8Array> {
-  const buffer = new Uint8Array(READ_BUFFER_BYTES);
+  let buffer = new Uint8Array(MIN_READ_BYTES);
   for (;;) {
     const n = await conn.read(buffer);
     if (n === null) return;
     yield buffer.subarray(0, n);
+    if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
+      buffer = new Uint8Array(buffer.length * 2);
+    } else if (n < buffer.length / 8 && buffer.length > MIN_READ_BYTES) {
+      buffer = new Uint8Array(buffer.length / 2);
+    }
   }
 }
 
