@@ -76,6 +76,7 @@ export class Session implements Member {
   readonly #decoder: LineDecoder;
   readonly #bucket: TokenBucket;
   #mode: Mode = "undecided";
+  #plainTimer: ReturnType<typeof setTimeout> | undefined;
   #joined = false;
   #history: number;
   #closing: Promise<void> | undefined;
@@ -103,7 +104,8 @@ export class Session implements Member {
 
   /** Reads and handles the connection until it ends, then closes. */
   async run(): Promise<void> {
-    const plainTimer = setTimeout(() => {
+    this.#plainTimer = setTimeout(() => {
+      this.#plainTimer = undefined; // an idle connection should not keep a spent timer
       if (this.#mode === "undecided" && !this.closed) this.#startPlain();
     }, this.#ctx.plainTextAfterMs);
     let reason = "connection closed";
@@ -117,7 +119,7 @@ export class Session implements Member {
     } catch (error) {
       if (!this.closed) reason = `connection lost: ${describe(error)}`;
     } finally {
-      clearTimeout(plainTimer);
+      clearTimeout(this.#plainTimer);
       await this.close(reason);
     }
   }
@@ -186,6 +188,8 @@ export class Session implements Member {
 
   #handleLine(line: Uint8Array | { type: "frame_error"; code: ErrorCode; message: string }): void {
     if (this.#mode === "undecided") {
+      clearTimeout(this.#plainTimer);
+      this.#plainTimer = undefined;
       this.#mode = line instanceof Uint8Array && line[0] === 0x7b /* { */ ? "protocol" : "plain";
       if (this.#mode === "plain") this.#startPlain();
     }
