@@ -1,0 +1,188 @@
+/**
+ * Benchmark runner: `deno run -A bench/main.ts [--quick] [--servers chat,naive,ncat]
+ * [--out bench/results] [--scenarios a,b] [--workers N]`.
+ *
+ * For each server in turn it runs every scenario (scenarios.ts) against a
+ * freshly started instance on a free loopback port, with the clients spread
+ * over a pool of Web Workers (gen.ts / worker.ts). Then it prints machine
+ * info, a Markdown table (figures side by side, ratios to the naive
+ * reference) and the saturation ramp on stdout, and writes JSON results and
+ * an SVG latency chart. Progress goes to stderr. Every child process is
+ * killed on the way out, on error, on SIGINT/SIGTERM, and by a watchdog that
+ * bounds the whole run.
+ */
+import { Generator } from "./gen.ts";
+import { markdown, rampTable, svgChart } from "./report.ts";
+import { killAll, SERVERS } from "./servers.ts";
+import { Context, FULL, QUICK, runAll, SCENARIOS, type ServerResult } from "./scenarios.ts";
+
+interface Args {
+  quick: boolean;
+  servers: string[];
+  out: string;
+  scenarios: string[];
+  workers: number;
+}
+
+function usage(msg: string): never {
+  console.error(
+    `${
+      msg ? msg + "\n" : ""
+    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,ncat] [--out bench/results]
+                                 [--scenarios ${SCENARIOS.join(",")}] [--workers N]`,
+  );
+  Deno.exit(msg ? 2 : 0);
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    quick: false,
+    servers: ["chat", "naive", "ncat"],
+    out: "bench/results",
+    scenarios: SCENARIOS,
+    workers: 2,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split("=", 2);
+    const val = () => inline ?? argv[++i] ?? usage(`${flag} needs a value`);
+    if (flag === "--quick") a.quick = true;
+    else if (flag === "--servers") a.servers = val().split(",").filter(Boolean);
+    else if (flag === "--out") a.out = val();
+    else if (flag === "--scenarios") a.scenarios = val().split(",").filter(Boolean);
+    else if (flag === "--workers") a.workers = Number(val());
+    else if (flag === "--help" || flag === "-h") usage("");
+    else usage(`unknown argument ${argv[i]}`);
+  }
+  for (const s of a.servers) if (!(s in SERVERS)) usage(`unknown server ${s}`);
+  for (const s of a.scenarios) if (!SCENARIOS.includes(s)) usage(`unknown scenario ${s}`);
+  if (!(a.workers >= 1 && a.workers <= 16)) usage("--workers must be 1..16");
+  return a;
+}
+
+function machineInfo() {
+  const cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
+  const meminfo = Deno.readTextFileSync("/proc/meminfo");
+  const memKiB = Number(meminfo.match(/MemTotal:\s+(\d+)/)?.[1] ?? 0);
+  let nofile = "?";
+  try {
+    nofile = Deno.readTextFileSync("/proc/self/limits").match(/Max open files\s+(\d+)/)?.[1] ?? "?";
+  } catch { /* not Linux */ }
+  return {
+    cpu: cpuinfo.match(/model name\s*:\s*(.*)/)?.[1]?.trim() ?? "unknown",
+    cores: navigator.hardwareConcurrency,
+    memGiB: Math.round(memKiB / 1024 / 1024 * 10) / 10,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    nofile,
+  };
+}
+
+const isTTY = Deno.stderr.isTerminal();
+const enc = new TextEncoder();
+function progress(msg: string): void {
+  // One rewritten line on a terminal, plain lines otherwise (logs, CI).
+  Deno.stderr.writeSync(enc.encode(isTTY ? `\r\x1b[K${msg}` : `${msg}\n`));
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(Deno.args);
+  const sizes = args.quick ? QUICK : FULL;
+  const started = new Date();
+  const command = `deno run -A bench/main.ts ${Deno.args.join(" ")}`.trim();
+  const machine = machineInfo();
+  const header = [
+    `# chat benchmark (${args.quick ? "quick" : "full"})`,
+    "",
+    `- command: \`${command}\``,
+    `- date: ${started.toISOString()}`,
+    `- machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB RAM, Linux ${machine.kernel}, deno ${machine.deno}, open files ${machine.nofile}`,
+    `- generator: ${args.workers} Web Workers in this process, TCP_NODELAY on; all traffic on 127.0.0.1; server and generator share the cores`,
+    "",
+  ].join("\n");
+  console.log(header);
+
+  const gen = new Generator(args.workers);
+  const results: Record<string, ServerResult> = {};
+  const skipped: Record<string, string> = {};
+  const notes: string[] = [];
+  try {
+    for (const name of args.servers) {
+      const spec = SERVERS[name];
+      progress(`[${name}] checking`);
+      const why = await spec.unavailable();
+      if (why !== null) {
+        skipped[name] = why;
+        progress(`[${name}] skipped: ${why}`);
+        continue;
+      }
+      if (spec.note) notes.push(`- ${spec.note}`);
+      const ctx = new Context(spec, gen, sizes, (m) => progress(`[${name}] ${m}`));
+      const t0 = performance.now();
+      results[name] = await runAll(ctx, args.scenarios);
+      progress(`[${name}] done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    gen.terminate();
+    await killAll();
+  }
+  if (isTTY) progress("");
+
+  console.log(markdown(results, skipped));
+  const ramp = rampTable(results);
+  if (ramp) console.log(`Saturation ramp (p99 per offered load step):\n\n${ramp}`);
+  if (notes.length) console.log(notes.join("\n") + "\n");
+
+  await Deno.mkdir(args.out, { recursive: true });
+  const json = JSON.stringify(
+    {
+      command,
+      started: started.toISOString(),
+      quick: args.quick,
+      machine,
+      sizes,
+      skipped,
+      results,
+    },
+    null,
+    2,
+  );
+  const stamp = started.toISOString().replaceAll(":", "-").replace(/\.\d+Z$/, "Z");
+  await Deno.writeTextFile(`${args.out}/${stamp}.json`, json + "\n");
+  await Deno.writeTextFile(`${args.out}/latest.json`, json + "\n");
+  // Always rewritten, so a stale chart never outlives its run.
+  const series = Object.entries(results).map(([name, r]) => ({ name, steps: r.steps }));
+  await Deno.writeTextFile(
+    `${args.out}/latency.svg`,
+    svgChart(series, `p99 latency vs offered load (${args.quick ? "quick" : "full"} run)`),
+  );
+  const elapsed = ((Date.now() - started.getTime()) / 1000).toFixed(1);
+  console.log(
+    `Results: ${args.out}/${stamp}.json, ${args.out}/latest.json, ${args.out}/latency.svg (run took ${elapsed} s)`,
+  );
+  return 0;
+}
+
+// Ctrl-C / kill: take the servers down with us.
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, () => {
+    progress(`\n${sig}: stopping servers`);
+    killAll().finally(() => Deno.exit(130));
+  });
+}
+
+// Watchdog: the whole run is bounded whatever happens inside it.
+const limitMs = (Deno.args.includes("--quick") ? 3 : 20) * 60_000;
+const watchdog = setTimeout(() => {
+  progress(`\nwatchdog: run exceeded ${limitMs / 60_000} min, stopping servers`);
+  killAll().finally(() => Deno.exit(3));
+}, limitMs);
+
+try {
+  const code = await main();
+  clearTimeout(watchdog);
+  Deno.exit(code);
+} catch (e) {
+  console.error(e);
+  await killAll();
+  Deno.exit(1);
+}
