@@ -47,6 +47,18 @@ async function which(cmd: string): Promise<string | null> {
   return null;
 }
 
+/**
+ * The runtime flags `chat` ships with: the `--allow-*` and `--v8-flags` of
+ * the compile task in deno.json, so the benchmark runs the server as users do.
+ */
+async function shippedFlags(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${repoDir}deno.json`));
+  return (config.tasks.compile as string).split(/\s+/)
+    .filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags"));
+}
+
+const CHAT_FLAGS = await shippedFlags();
+
 /** ncat --chat uses select(): it cannot go past FD_SETSIZE (1024) descriptors. */
 const NCAT_MAX_CONNS = 1000;
 
@@ -57,7 +69,7 @@ export const SERVERS: Record<string, ServerSpec> = {
     unavailable: async () => {
       if (!await exists(`${repoDir}main.ts`)) return "main.ts does not exist yet";
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-net", "--allow-sys", "--allow-read", "main.ts", "serve", "--help"],
+        args: ["run", ...CHAT_FLAGS, "main.ts", "serve", "--help"],
         cwd: repoDir,
         stdout: "piped",
         stderr: "piped",
@@ -73,9 +85,7 @@ export const SERVERS: Record<string, ServerSpec> = {
       cmd: Deno.execPath(),
       args: [
         "run",
-        "--allow-net",
-        "--allow-sys",
-        "--allow-read",
+        ...CHAT_FLAGS,
         "main.ts",
         "serve",
         "--host",

@@ -8,10 +8,10 @@ import { deadline } from "./helpers.ts";
 
 export const root = new URL("../", import.meta.url);
 export const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
-/** The `--allow-*` flags of the compile task: what the shipped binary may do. */
-export const PERMISSIONS: string[] = (config.tasks.compile as string)
+/** The `--allow-*` and `--v8-flags` of the compile task: how the shipped binary runs. */
+export const SHIPPED_FLAGS: string[] = (config.tasks.compile as string)
   .split(/\s+/)
-  .filter((word) => word.startsWith("--allow-"));
+  .filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags"));
 
 /** A running `chat` process whose output a test can wait on. */
 export class Chat {
@@ -24,7 +24,7 @@ export class Chat {
 
   constructor(args: string[]) {
     this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...PERMISSIONS, new URL("main.ts", root).pathname, ...args],
+      args: ["run", "--quiet", ...SHIPPED_FLAGS, new URL("main.ts", root).pathname, ...args],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",

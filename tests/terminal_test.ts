@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { deadline, startServer, TestClient } from "./helpers.ts";
-import { PERMISSIONS, root } from "./subprocess.ts";
+import { root, SHIPPED_FLAGS } from "./subprocess.ts";
 
 async function tmux(...args: string[]): Promise<string> {
   const { code, stdout, stderr } = await new Deno.Command("tmux", { args, stdin: "null" }).output();
@@ -47,7 +47,7 @@ Deno.test({
       Deno.execPath(),
       "run",
       "--quiet",
-      ...PERMISSIONS,
+      ...SHIPPED_FLAGS,
       new URL("main.ts", root).pathname,
     ]
       .concat(["join", `127.0.0.1:${server.addr.port}`, "--name", "ada"])
