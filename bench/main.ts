@@ -1,5 +1,5 @@
 /**
- * Benchmark runner: `deno run -A bench/main.ts [--quick] [--servers chat,naive,ncat]
+ * Benchmark runner: `deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,ncat]
  * [--out bench/results] [--scenarios a,b] [--workers N]`.
  *
  * For each server in turn it runs every scenario (scenarios.ts) against a
@@ -28,7 +28,7 @@ function usage(msg: string): never {
   console.error(
     `${
       msg ? msg + "\n" : ""
-    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,ncat] [--out bench/results]
+    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,ncat] [--out bench/results]
                                  [--scenarios ${SCENARIOS.join(",")}] [--workers N]`,
   );
   Deno.exit(msg ? 2 : 0);
@@ -37,7 +37,7 @@ function usage(msg: string): never {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     quick: false,
-    servers: ["chat", "naive", "ncat"],
+    servers: ["chat", "naive", "floor", "ncat"],
     out: "bench/results",
     scenarios: SCENARIOS,
     workers: 2,

@@ -115,6 +115,18 @@ export const SERVERS: Record<string, ServerSpec> = {
       cwd: repoDir,
     }),
   },
+  floor: {
+    name: "floor",
+    proto: "line",
+    note:
+      "floor: the least a Deno broadcaster can do (bench/floor_server.ts), not a correct server",
+    unavailable: () => Promise.resolve(null),
+    command: (port) => ({
+      cmd: Deno.execPath(),
+      args: ["run", "--allow-net", `${benchDir}floor_server.ts`, "--port", String(port)],
+      cwd: repoDir,
+    }),
+  },
   ncat: {
     name: "ncat",
     proto: "ncat",
