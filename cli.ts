@@ -5,6 +5,8 @@
  * @module
  */
 
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
 /** Exit codes of every `chat` command; the README lists them for users. */
 export const ExitCode = {
   ok: 0,
@@ -119,4 +121,27 @@ export function parseAddress(
  */
 export function formatAddress(hostname: string, port: number): string {
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/**
+ * `parseArgs` in strict mode, with its complaints turned into a
+ * {@linkcode UsageError} that carries `help`.
+ *
+ * @example
+ * ```ts
+ * import { parseFlags } from "./cli.ts";
+ * const { values } = parseFlags(["--db", "x"], { db: { type: "string" } }, false, "see --help");
+ * ```
+ */
+export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
+  args: string[],
+  options: T,
+  allowPositionals: boolean,
+  help: string,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error), help);
+  }
 }

@@ -23,8 +23,16 @@
 
 import * as readline from "node:readline";
 import process from "node:process";
-import { parseArgs, styleText } from "node:util";
-import { ExitCode, Failure, formatAddress, integerFlag, parseAddress, UsageError } from "./cli.ts";
+import { styleText } from "node:util";
+import {
+  ExitCode,
+  Failure,
+  formatAddress,
+  integerFlag,
+  parseAddress,
+  parseFlags,
+  UsageError,
+} from "./cli.ts";
 import { COMMAND_HELP, parseInput } from "./commands.ts";
 import {
   type ClientFrame,
@@ -84,24 +92,19 @@ regained), 130 interrupted while sending piped input.`;
 /** Reads `chat join` arguments; throws {@linkcode UsageError}. */
 export function parseJoinArgs(args: string[]): JoinOptions | "help" {
   const help = "Run 'chat join --help' for the options.";
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        name: { type: "string" },
-        room: { type: "string" },
-        history: { type: "string" },
-        json: { type: "boolean" },
-        "retry-for": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error), help);
-  }
+  const parsed = parseFlags(
+    args,
+    {
+      name: { type: "string" },
+      room: { type: "string" },
+      history: { type: "string" },
+      json: { type: "boolean" },
+      "retry-for": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    true,
+    help,
+  );
   const { values, positionals } = parsed;
   if (values.help) return "help";
   if (positionals.length > 1) {

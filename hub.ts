@@ -86,6 +86,30 @@ export const WELCOME_LIMIT = 100;
 /** How many names a `who` answer lists at most. */
 export const WHO_LIMIT = 1000;
 
+/**
+ * The frame that relays a stored message; `replay` marks an earlier one.
+ *
+ * @example
+ * ```ts
+ * import { messageFrame } from "./hub.ts";
+ * messageFrame({ room: "lobby", seq: 1, id: 7, ts: 0, from: "ada", text: "hi" }, true);
+ * ```
+ */
+export function messageFrame(message: StoredMessage, replay = false): MessageFrame {
+  const frame: MessageFrame = {
+    type: "msg",
+    id: message.id,
+    ts: message.ts,
+    room: message.room,
+    seq: message.seq,
+    from: message.from,
+    text: message.text,
+  };
+  if (message.ref !== undefined) frame.ref = message.ref;
+  if (replay) frame.replay = true;
+  return frame;
+}
+
 /** What entering a room gives the member: the room and what to replay. */
 export interface Entry {
   room: Room;
@@ -411,17 +435,7 @@ export class Hub {
     if (room.history.length >= 2 * this.#options.retention) {
       room.history = room.history.slice(-this.#options.retention);
     }
-    const frame: MessageFrame = {
-      type: "msg",
-      id: message.id,
-      ts: message.ts,
-      room: message.room,
-      seq: message.seq,
-      from: message.from,
-      text: message.text,
-    };
-    if (message.ref !== undefined) frame.ref = message.ref;
-    const bytes = this.#deliver(room, frame, sender);
+    const bytes = this.#deliver(room, messageFrame(message), sender);
     // A sender that moved on before the batch was stored still gets its confirmation.
     if (sender.room !== undefined && sender.room !== room && !sender.plain) {
       if (!sender.deliver(bytes)) this.#options.onOverflow(sender);

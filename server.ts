@@ -13,8 +13,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { ExitCode, Failure, formatAddress, integerFlag, UsageError } from "./cli.ts";
+import { ExitCode, Failure, formatAddress, integerFlag, parseFlags, UsageError } from "./cli.ts";
 import { Hub } from "./hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
 import { Session, slowConsumer } from "./session.ts";
@@ -273,34 +272,29 @@ cannot open the database.`;
 /** Reads `chat serve` arguments into options; throws {@linkcode UsageError}. */
 export function parseServeArgs(args: string[]): ServeOptions | "help" {
   const help = "Run 'chat serve --help' for the options.";
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        name: { type: "string" },
-        "max-clients": { type: "string" },
-        "max-frame-bytes": { type: "string" },
-        rate: { type: "string" },
-        burst: { type: "string" },
-        "max-name-length": { type: "string" },
-        "max-queue-bytes": { type: "string" },
-        "announce-limit": { type: "string" },
-        db: { type: "string" },
-        retention: { type: "string" },
-        "max-rooms": { type: "string" },
-        history: { type: "string" },
-        quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error), help);
-  }
+  const { values } = parseFlags(
+    args,
+    {
+      host: { type: "string" },
+      port: { type: "string" },
+      name: { type: "string" },
+      "max-clients": { type: "string" },
+      "max-frame-bytes": { type: "string" },
+      rate: { type: "string" },
+      burst: { type: "string" },
+      "max-name-length": { type: "string" },
+      "max-queue-bytes": { type: "string" },
+      "announce-limit": { type: "string" },
+      db: { type: "string" },
+      retention: { type: "string" },
+      "max-rooms": { type: "string" },
+      history: { type: "string" },
+      quiet: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    false,
+    help,
+  );
   if (values.help) return "help";
   const int = (name: string, value: string | undefined, min: number, max: number) =>
     value === undefined ? undefined : integerFlag(name, value, { min, max, help });

@@ -19,7 +19,7 @@
 
 import { COMMAND_HELP, parseInput } from "./commands.ts";
 import type { Entry, Hub, Member, Room } from "./hub.ts";
-import { DEFAULT_ROOM, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
+import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
 import {
   type ClientFrame,
@@ -34,7 +34,6 @@ import {
   validateName,
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
-import type { StoredMessage } from "./store.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** What every session shares: the hub, the limits and the log. */
@@ -293,7 +292,7 @@ export class Session implements Member {
     if (this.plain && entry.replay.length === 0 && entry.gone === 0) return;
     const room = entry.room.name;
     this.#send({ type: "history", room, count: entry.replay.length, gone: entry.gone });
-    for (const message of entry.replay) this.#send(replayFrame(message));
+    for (const message of entry.replay) this.#send(messageFrame(message, true));
     if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
   }
 
@@ -470,20 +469,6 @@ export function slowConsumer(limit: number): ErrorFrame {
     type: "error",
     code: "slow_consumer",
     message: `disconnected: you fell more than ${limit} bytes behind the chat`,
-  };
-}
-
-function replayFrame(message: StoredMessage): ServerFrame {
-  return {
-    type: "msg",
-    id: message.id,
-    ts: message.ts,
-    room: message.room,
-    seq: message.seq,
-    from: message.from,
-    text: message.text,
-    ...(message.ref === undefined ? {} : { ref: message.ref }),
-    replay: true,
   };
 }
 

@@ -8,8 +8,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { ExitCode, Failure, UsageError } from "./cli.ts";
+import { ExitCode, Failure, parseFlags, UsageError } from "./cli.ts";
 import { neutralize, validateName } from "./protocol.ts";
 import { DatabaseError, readTranscript, type StoredMessage } from "./store.ts";
 
@@ -85,23 +84,18 @@ export function formatLine(message: StoredMessage, format: "text" | "jsonl"): st
  */
 export async function runLog(args: string[]): Promise<number> {
   const help = "Run 'chat log --help' for the options.";
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        db: { type: "string" },
-        room: { type: "string" },
-        since: { type: "string" },
-        format: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error), help);
-  }
+  const { values } = parseFlags(
+    args,
+    {
+      db: { type: "string" },
+      room: { type: "string" },
+      since: { type: "string" },
+      format: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    false,
+    help,
+  );
   if (values.help) {
     console.log(LOG_HELP);
     return ExitCode.ok;
