@@ -46,6 +46,9 @@ export class OutboundQueue {
   #bytes = 0;
   #writing = false;
   #failed = false;
+  /** The bytes being written, and how many of them are written. */
+  #batch: Uint8Array | undefined;
+  #written = 0;
   #waiters: (() => void)[] = [];
 
   constructor(sink: ByteSink, options: OutboundQueueOptions) {
@@ -81,7 +84,7 @@ export class OutboundQueue {
     if (this.#failed) return;
     if (options.dropQueued) {
       for (const chunk of this.#chunks) this.#bytes -= chunk.length;
-      this.#chunks = [];
+      this.#chunks.length = 0;
     }
     this.#chunks.push(bytes);
     this.#bytes += bytes.length;
@@ -94,23 +97,54 @@ export class OutboundQueue {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  async #drain(): Promise<void> {
+  // The writer is a loop of callbacks rather than an async function: it runs
+  // for every recipient of every broadcast, and this way a write allocates
+  // little more than the runtime's own promise.
+  #drain(): void {
     this.#writing = true;
+    const batch = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
+    this.#chunks.length = 0;
+    this.#batch = batch;
+    this.#written = 0;
+    this.#write(batch);
+  }
+
+  #write(bytes: Uint8Array): void {
+    let writing: Promise<number>;
     try {
-      while (this.#chunks.length > 0) {
-        const batch = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
-        this.#chunks = [];
-        await writeAll(this.#sink, batch);
-        this.#bytes -= batch.length;
-      }
+      writing = this.#sink.write(bytes);
     } catch (error) {
-      this.#failed = true;
-      this.#chunks = [];
-      this.#bytes = 0;
-      this.#onError(error);
-    } finally {
-      this.#writing = false;
+      writing = Promise.reject(error); // a closed socket may throw at once
     }
+    writing.then(this.#onWritten, this.#onFailed);
+  }
+
+  readonly #onWritten = (n: number): void => {
+    const batch = this.#batch!;
+    this.#written += n;
+    if (this.#written < batch.length) {
+      this.#write(batch.subarray(this.#written));
+      return;
+    }
+    this.#batch = undefined;
+    this.#bytes -= batch.length;
+    if (this.#chunks.length > 0) return this.#drain();
+    this.#writing = false;
+    this.#wakeWaiters();
+  };
+
+  readonly #onFailed = (error: unknown): void => {
+    this.#failed = true;
+    this.#writing = false;
+    this.#batch = undefined;
+    this.#chunks.length = 0;
+    this.#bytes = 0;
+    this.#onError(error);
+    this.#wakeWaiters();
+  };
+
+  #wakeWaiters(): void {
+    if (this.#waiters.length === 0) return;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const resolve of waiters) resolve();
@@ -127,11 +161,4 @@ function concat(chunks: Uint8Array[]): Uint8Array {
     offset += chunk.length;
   }
   return joined;
-}
-
-async function writeAll(sink: ByteSink, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await sink.write(bytes.subarray(offset));
-  }
 }
