@@ -70,7 +70,13 @@ Deno.test({
       await tmux("send-keys", "-t", session, "-l", "half typed");
       await screenUntil(session, (s) => s.includes("ada@lobby> half typed"), "typing");
       await bob.send({ type: "msg", text: "hi \x1b[2J\x1b]0;pwned\x07 there" });
-      const screen = await screenUntil(session, (s) => s.includes("bob: hi"), "bob's message");
+      // The screen is read while it is being redrawn: wait for the redraw to finish.
+      const lastLine = (s: string) => s.trimEnd().split("\n").at(-1);
+      const screen = await screenUntil(
+        session,
+        (s) => s.includes("bob: hi") && lastLine(s) === "ada@lobby> half typed",
+        "bob's message, and what was typed kept below it",
+      );
       const lines = screen.trimEnd().split("\n");
       assert.match(lines.at(-2)!, /^\[\d\d:\d\d\] bob: hi \uFFFD\[2J\uFFFD\]0;pwned\uFFFD there$/);
       assert.equal(lines.at(-1), "ada@lobby> half typed", "what was typed is kept below");
@@ -82,7 +88,7 @@ Deno.test({
       );
       const after = await screenUntil(
         session,
-        (s) => s.includes("ada: half typed and sent"),
+        (s) => s.includes("ada: half typed and sent") && lastLine(s) === "ada@lobby>",
         "echo",
       );
       assert.ok(
