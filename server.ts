@@ -160,14 +160,8 @@ export function serve(options: ServeOptions = {}): ChatServer {
       // The peer may already be gone; the read will tell.
     }
     if (sessions.size >= config.maxClients) {
-      log(
-        `refused ${
-          formatAddress(
-            (conn.remoteAddr as Deno.NetAddr).hostname,
-            (conn.remoteAddr as Deno.NetAddr).port,
-          )
-        }: server full`,
-      );
+      const { hostname, port } = conn.remoteAddr;
+      log(`refused ${formatAddress(hostname, port)}: server full`);
       refuse(conn, {
         type: "error",
         code: "server_full",

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { formatAddress } from "./cli.ts";
 import { COMMAND_HELP, parseInput } from "./commands.ts";
 import type { Entry, Hub, Member, Room } from "./hub.ts";
 import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
@@ -27,6 +28,7 @@ import {
   type ErrorCode,
   type ErrorFrame,
   type Limits,
+  type Line,
   LineDecoder,
   parseClientFrame,
   PROTOCOL_VERSION,
@@ -83,10 +85,7 @@ export class Session implements Member {
   constructor(conn: Deno.TcpConn, ctx: SessionContext) {
     this.#conn = conn;
     this.#ctx = ctx;
-    const addr = conn.remoteAddr as Deno.NetAddr;
-    this.remote = addr.hostname.includes(":")
-      ? `[${addr.hostname}]:${addr.port}`
-      : `${addr.hostname}:${addr.port}`;
+    this.remote = formatAddress(conn.remoteAddr.hostname, conn.remoteAddr.port);
     this.#queue = new OutboundQueue(conn, {
       limit: ctx.maxQueueBytes,
       onError: () => this.close("connection lost"),
@@ -185,7 +184,7 @@ export class Session implements Member {
     this.#send({ type: "error", code, message, ...extra });
   }
 
-  #handleLine(line: Uint8Array | { type: "frame_error"; code: ErrorCode; message: string }): void {
+  #handleLine(line: Line): void {
     if (this.#mode === "undecided") {
       clearTimeout(this.#plainTimer);
       this.#plainTimer = undefined;
