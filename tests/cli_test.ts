@@ -2,7 +2,7 @@
  * End to end: the `chat` command line as users run it.
  */
 import assert from "node:assert/strict";
-import { Chat, config, startServe, stop } from "./subprocess.ts";
+import { Chat, config, SHIPPED_FLAGS, startServe, stop } from "./subprocess.ts";
 
 Deno.test("serve + two joins piping stdin: they chat, leave cleanly, and the server stops on SIGTERM", async () => {
   const { serve, port } = await startServe();
@@ -128,4 +128,27 @@ Deno.test("help and version", async () => {
   const version = new Chat(["--version"]);
   assert.equal(await version.exit(), 0);
   assert.deepEqual(version.stdout, [`chat ${config.version}`]);
+});
+
+Deno.test("every compile task bakes in the same flags, and compile:all covers the lab's five targets", () => {
+  const tasks = config.tasks as Record<string, string>;
+  const flags = (task: string) =>
+    tasks[task].split(/\s+/).filter((w) => w.startsWith("--allow-") || w.startsWith("--v8-flags"));
+  const targets = Object.keys(tasks).filter((name) => /^compile:(?!all$)/.test(name));
+  for (const name of targets) {
+    assert.deepEqual(flags(name), SHIPPED_FLAGS, name);
+    assert.match(tasks[name], /--target \S+ --output dist\/\S+ main\.ts$/, name);
+  }
+  assert.match(tasks.compile, /--output dist\/chat main\.ts$/);
+  assert.deepEqual(flags("serve"), SHIPPED_FLAGS, "deno task serve runs as the binary does");
+  const all = tasks["compile:all"];
+  for (const name of targets) assert.ok(all.includes(`deno task ${name}`), name);
+  const triples = targets.map((name) => /--target (\S+)/.exec(tasks[name])![1]).sort();
+  assert.deepEqual(triples, [
+    "aarch64-apple-darwin",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-apple-darwin",
+    "x86_64-pc-windows-msvc",
+    "x86_64-unknown-linux-gnu",
+  ]);
 });
