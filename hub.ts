@@ -314,11 +314,9 @@ export class Hub {
     };
     if (ref !== undefined) frame.ref = ref;
     const bytes = encodeFrame(frame);
-    const line = target.plain || member.plain
-      ? lineEncoder.encode(renderFrame(frame) + "\r\n")
-      : bytes;
+    const forTarget = target.plain ? lineEncoder.encode(renderFrame(frame) + "\r\n") : bytes;
     const overflowed: Member[] = [];
-    if (!target.deliver(target.plain ? line : bytes)) overflowed.push(target);
+    if (!target.deliver(forTarget)) overflowed.push(target);
     if (target !== member && !member.plain && !member.deliver(bytes)) overflowed.push(member);
     for (const m of overflowed) this.#options.onOverflow(m);
     return true;

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { parseAddress } from "../cli.ts";
 import { parseInput } from "../commands.ts";
 import { TokenBucket } from "../token_bucket.ts";
+import { SERVE_HELP } from "../server.ts";
+import { JOIN_HELP } from "../client.ts";
+import { LOG_HELP } from "../transcript.ts";
 
 Deno.test("token bucket: a burst, then the rate, and says how long to wait", () => {
   const bucket = new TokenBucket({ rate: 10, burst: 3 });
@@ -41,4 +44,13 @@ Deno.test("addresses: host, host:port, IPv6 in brackets", () => {
   assert.deepEqual(parseAddress("::1", 5050), { hostname: "::1", port: 5050 });
   assert.deepEqual(parseAddress("host:99999", 5050), undefined);
   assert.deepEqual(parseAddress("a b", 5050), undefined);
+});
+
+Deno.test("the README documents every flag each command's --help lists", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  for (const help of [SERVE_HELP, JOIN_HELP, LOG_HELP]) {
+    for (const flag of new Set(help.match(/--[a-z][a-z-]+/g))) {
+      assert.ok(new RegExp(`${flag}(?![a-z-])`).test(readme), `README lacks ${flag}`);
+    }
+  }
 });
