@@ -20,8 +20,8 @@ export interface PhaseReply {
   lastSendMicros: number;
 }
 
-export interface CollectReply {
-  waitedMs: number;
+/** What the receivers of one phase counted, whichever generator ran it. */
+export interface DeliveryCounts {
   receivers: number;
   expected: number;
   delivered: number;
@@ -32,6 +32,10 @@ export interface CollectReply {
   rateLimited: number;
   disconnected: number;
   slowConsumer: number;
+}
+
+export interface CollectReply extends DeliveryCounts {
+  waitedMs: number;
   errorCodes: Record<string, number>;
   latency: HistogramData;
 }

@@ -1,10 +1,11 @@
 /**
- * Benchmark runner: `deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,ncat]
- * [--out bench/results] [--scenarios a,b] [--workers N]`.
+ * Benchmark runner: `deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat]
+ * [--out bench/results] [--scenarios a,b] [--workers N] [--chat-flags "..."]`.
  *
  * For each server in turn it runs every scenario (scenarios.ts) against a
  * freshly started instance on a free loopback port, with the clients spread
- * over a pool of Web Workers (gen.ts / worker.ts). Then it prints machine
+ * over a pool of Web Workers (gen.ts / worker.ts), or driven by the C
+ * generator (loadgen.ts) in the fan-out scenarios. Then it prints machine
  * info, a Markdown table (figures side by side, ratios to the naive
  * reference) and the saturation ramp on stdout, and writes JSON results and
  * an SVG latency chart. Progress goes to stderr. Every child process is
@@ -13,7 +14,7 @@
  */
 import { Generator } from "./gen.ts";
 import { markdown, rampTable, svgChart } from "./report.ts";
-import { killAll, SERVERS } from "./servers.ts";
+import { killAll, SERVERS, setChatFlags } from "./servers.ts";
 import { Context, FULL, QUICK, runAll, SCENARIOS, type ServerResult } from "./scenarios.ts";
 
 interface Args {
@@ -22,14 +23,16 @@ interface Args {
   out: string;
   scenarios: string[];
   workers: number;
+  chatFlags: string[] | null;
 }
 
 function usage(msg: string): never {
   console.error(
     `${
       msg ? msg + "\n" : ""
-    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,ncat] [--out bench/results]
-                                 [--scenarios ${SCENARIOS.join(",")}] [--workers N]`,
+    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat] [--out bench/results]
+                                 [--scenarios ${SCENARIOS.join(",")}] [--workers N]
+                                 [--chat-flags "deno run flags for chat"]`,
   );
   Deno.exit(msg ? 2 : 0);
 }
@@ -37,10 +40,11 @@ function usage(msg: string): never {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     quick: false,
-    servers: ["chat", "naive", "floor", "ncat"],
+    servers: ["chat", "naive", "floor", "epoll", "ncat"],
     out: "bench/results",
     scenarios: SCENARIOS,
     workers: 2,
+    chatFlags: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2);
@@ -50,6 +54,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--out") a.out = val();
     else if (flag === "--scenarios") a.scenarios = val().split(",").filter(Boolean);
     else if (flag === "--workers") a.workers = Number(val());
+    else if (flag === "--chat-flags") a.chatFlags = val().split(/\s+/).filter(Boolean);
     else if (flag === "--help" || flag === "-h") usage("");
     else usage(`unknown argument ${argv[i]}`);
   }
@@ -87,6 +92,7 @@ function progress(msg: string): void {
 async function main(): Promise<number> {
   const args = parseArgs(Deno.args);
   const sizes = args.quick ? QUICK : FULL;
+  if (args.chatFlags) setChatFlags(args.chatFlags);
   const started = new Date();
   const command = `deno run -A bench/main.ts ${Deno.args.join(" ")}`.trim();
   const machine = machineInfo();
@@ -96,7 +102,7 @@ async function main(): Promise<number> {
     `- command: \`${command}\``,
     `- date: ${started.toISOString()}`,
     `- machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB RAM, Linux ${machine.kernel}, deno ${machine.deno}, open files ${machine.nofile}`,
-    `- generator: ${args.workers} Web Workers in this process, TCP_NODELAY on; all traffic on 127.0.0.1; server and generator share the cores`,
+    `- generator: fan-out A and B with bench/loadgen.c (one epoll thread, when cc can build it), the rest with ${args.workers} Web Workers in this process; TCP_NODELAY on; all traffic on 127.0.0.1; server and generator share the cores`,
     "",
   ].join("\n");
   console.log(header);

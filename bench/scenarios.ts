@@ -18,6 +18,8 @@ import {
   type SlowReply,
 } from "./gen.ts";
 import { Histogram } from "./histogram.ts";
+import { runLoadgen } from "./loadgen.ts";
+import { buildNative } from "./native.ts";
 import {
   CpuMeter,
   rssKiB,
@@ -347,7 +349,11 @@ async function joinAll(ctx: Context, n: number, prefix: string): Promise<Figures
   };
 }
 
-/** Scenarios 1 and 2: steady fan-out, latency distribution. */
+/**
+ * Scenarios 1 and 2: steady fan-out, latency distribution. Measured with the
+ * C generator (loadgen.ts) when it could be built: the Web Workers' cost per
+ * socket read would otherwise be most of what is measured.
+ */
 async function fanout(
   ctx: Context,
   prefix: string,
@@ -355,13 +361,81 @@ async function fanout(
   nSenders: number,
   rate: number,
 ): Promise<Figures> {
-  await ctx.fresh();
-  ctx.progress(`${prefix}: connecting ${n} clients`);
-  const joinFigs = await joinAll(ctx, n, prefix);
-  ctx.progress(`${prefix}: ${nSenders} senders x ${rate} msg/s for ${ctx.sizes.fanoutMs} ms`);
-  const senders = range(0, nSenders).map((idx) => ({ idx, rate }));
-  const s = await ctx.phase(senders, ctx.sizes.fanoutMs, SMALL, ctx.sizes.collectMs);
-  return { ...joinFigs, [`${prefix}_offered_dps`]: s.offeredDps, ...phaseFigures(prefix, s) };
+  const srv = await ctx.fresh();
+  ctx.progress(
+    `${prefix}: ${n} clients, ${nSenders} senders x ${rate} msg/s for ${ctx.sizes.fanoutMs} ms`,
+  );
+  const loadgen = await buildNative("loadgen");
+  if (loadgen.path === undefined) {
+    ctx.progress(`${prefix}: using the Web Workers: ${loadgen.why}`);
+    const joinFigs = await joinAll(ctx, n, prefix);
+    const senders = range(0, nSenders).map((idx) => ({ idx, rate }));
+    const s = await ctx.phase(senders, ctx.sizes.fanoutMs, SMALL, ctx.sizes.collectMs);
+    return {
+      ...joinFigs,
+      [`${prefix}_generator`]: "workers",
+      [`${prefix}_offered_dps`]: s.offeredDps,
+      ...phaseFigures(prefix, s),
+    };
+  }
+  const cpu = new CpuMeter(srv.pid);
+  const count = Math.max(1, Math.round((rate * ctx.sizes.fanoutMs) / 1000));
+  const r = await runLoadgen({
+    binary: loadgen.path,
+    port: srv.port,
+    proto: ctx.spec.proto,
+    clients: n,
+    senders: nSenders,
+    rate,
+    count,
+    payloadBytes: SMALL,
+    collectMs: ctx.sizes.collectMs,
+  });
+  const c = cpu.read();
+  const windowS = Math.max(ctx.sizes.fanoutMs * 1000, r.sendWindowMicros) / 1e6;
+  // The meter ran over connect and barrier too; the generator's CPU is its
+  // own report over the send and collect windows.
+  const genCpu = r.cpuSeconds / (windowS + r.collectMicros / 1e6);
+  const latency = Histogram.from(r.latency);
+  const lag = Histogram.from(r.lag);
+  const perMsg = n - (ctx.echo ? 0 : 1);
+  const errorCodes: Record<string, number> = {};
+  if (r.rateLimited) errorCodes.rate_limited = r.rateLimited;
+  if (r.slowConsumer) errorCodes.slow_consumer = r.slowConsumer;
+  if (r.otherErrors) errorCodes.other = r.otherErrors;
+  const s: PhaseStats = {
+    planned: r.planned,
+    sent: r.sent,
+    expected: r.expected,
+    delivered: r.delivered,
+    lost: r.expected - r.delivered,
+    deliveredPct: r.expected > 0 ? (100 * r.delivered) / r.expected : 0,
+    dups: r.dups,
+    reorders: r.reorders,
+    rateLimited: r.rateLimited,
+    disconnected: r.disconnected,
+    slowConsumer: r.slowConsumer,
+    errorCodes,
+    sendErrors: [],
+    p50Ms: ms(latency.quantile(0.5)),
+    p99Ms: ms(latency.quantile(0.99)),
+    maxMs: ms(latency.max),
+    lagP99Ms: ms(lag.quantile(0.99)),
+    offeredDps: Math.round((r.planned * perMsg) / (ctx.sizes.fanoutMs / 1000)),
+    achievedDps: Math.round(r.delivered / windowS),
+    sendWindowMs: Math.round(windowS * 1000),
+    serverCpu: round2(c.server),
+    genCpu: round2(genCpu),
+    otherCpu: round2(Math.max(0, c.other - genCpu)),
+    collectMs: Math.round(r.collectMicros / 1000),
+  };
+  return {
+    [`${prefix}_joined`]: r.joined,
+    [`${prefix}_join_errors`]: r.connectErrors ? `connect:${r.connectErrors}` : null,
+    [`${prefix}_generator`]: "C",
+    [`${prefix}_offered_dps`]: s.offeredDps,
+    ...phaseFigures(prefix, s),
+  };
 }
 
 /** Scenario 3: raise the offered load until loss or p99 > 100 ms. */

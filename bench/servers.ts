@@ -7,6 +7,7 @@
  * them all on error, SIGINT or SIGTERM (see killAll); stop() escalates from
  * SIGTERM to SIGKILL with bounded waits.
  */
+import { buildNative } from "./native.ts";
 import type { Proto } from "./wire.ts";
 
 export interface ServerSpec {
@@ -57,7 +58,15 @@ async function shippedFlags(): Promise<string[]> {
     .filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags"));
 }
 
-const CHAT_FLAGS = await shippedFlags();
+let CHAT_FLAGS = await shippedFlags();
+
+/**
+ * Runs `chat` with other runtime flags than it ships with, for experiments
+ * and profiles (`--chat-flags "--allow-all --cpu-prof"`).
+ */
+export function setChatFlags(flags: string[]): void {
+  CHAT_FLAGS = flags;
+}
 
 /** ncat --chat uses select(): it cannot go past FD_SETSIZE (1024) descriptors. */
 const NCAT_MAX_CONNS = 1000;
@@ -124,6 +133,17 @@ export const SERVERS: Record<string, ServerSpec> = {
     command: (port) => ({
       cmd: Deno.execPath(),
       args: ["run", "--allow-net", `${benchDir}floor_server.ts`, "--port", String(port)],
+      cwd: repoDir,
+    }),
+  },
+  epoll: {
+    name: "epoll",
+    proto: "line",
+    note: "epoll: a C epoll broadcaster (bench/epoll_server.c), the generator's own floor",
+    unavailable: async () => (await buildNative("epoll_server")).why ?? null,
+    command: (port) => ({
+      cmd: `${benchDir}.build/epoll_server`,
+      args: [String(port)],
       cwd: repoDir,
     }),
   },
