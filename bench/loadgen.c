@@ -17,7 +17,8 @@
  *     actually sent; what is missing then is lost.
  * Latency is recorded on the first copy of each (sender, seq) into the same
  * log-bucketed histogram as bench/histogram.ts; duplicates and reordering are
- * counted per receiver and sender. One JSON object goes to stdout.
+ * counted per receiver and sender. One JSON object goes to stdout; its
+ * latency histogram starts with p50 and p99 in microseconds.
  *
  * Usage: loadgen PORT PROTO(chat|line|ncat) CLIENTS SENDERS RATE COUNT
  *                PAYLOAD COLLECT_MS
@@ -275,9 +276,28 @@ static int missing(void) {
   return miss > 0;
 }
 
+/* Value at quantile q: the bucket's midpoint, as bench/histogram.ts does. */
+static double quantile(struct hist *h, double q) {
+  if (h->count == 0) return 0;
+  uint64_t rank = (uint64_t)(q * (double)h->count + 0.999999), seen = 0;
+  if (rank < 1) rank = 1;
+  for (int i = 0; i < BUCKETS; i++) {
+    seen += h->counts[i];
+    if (seen < rank) continue;
+    if (i < EXACT) return i;
+    int e = i / SUB + SUB_BITS - 1;
+    double width = (double)(1ULL << (e - SUB_BITS));
+    double mid = (i - (e - SUB_BITS) * SUB) * width + (width - 1) / 2;
+    return mid < (double)h->max ? mid : (double)h->max;
+  }
+  return (double)h->max;
+}
+
 static void print_hist(const char *name, struct hist *h) {
-  printf("\"%s\":{\"count\":%llu,\"max\":%llu,\"sum\":%llu,\"counts\":[", name,
-         (unsigned long long)h->count, (unsigned long long)h->max, (unsigned long long)h->sum);
+  printf("\"%s\":{\"p50\":%.0f,\"p99\":%.0f,\"count\":%llu,\"max\":%llu,\"sum\":%llu,"
+         "\"counts\":[",
+         name, quantile(h, 0.5), quantile(h, 0.99), (unsigned long long)h->count,
+         (unsigned long long)h->max, (unsigned long long)h->sum);
   for (int i = 0; i < BUCKETS; i++) printf(i ? ",%u" : "%u", h->counts[i]);
   printf("]}");
 }
