@@ -32,7 +32,8 @@ function usage(msg: string): never {
       msg ? msg + "\n" : ""
     }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat] [--out bench/results]
                                  [--scenarios ${SCENARIOS.join(",")}] [--workers N]
-                                 [--chat-flags "deno run flags for chat"]`,
+                                 [--chat-flags "deno run flags for chat"]
+--servers defaults to all five, or to chat,naive with --quick.`,
   );
   Deno.exit(msg ? 2 : 0);
 }
@@ -40,7 +41,7 @@ function usage(msg: string): never {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     quick: false,
-    servers: ["chat", "naive", "floor", "epoll", "ncat"],
+    servers: [],
     out: "bench/results",
     scenarios: SCENARIOS,
     workers: 2,
@@ -57,6 +58,10 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--chat-flags") a.chatFlags = val().split(/\s+/).filter(Boolean);
     else if (flag === "--help" || flag === "-h") usage("");
     else usage(`unknown argument ${argv[i]}`);
+  }
+  // Quick runs compare with the naive reference only, to stay under a minute.
+  if (a.servers.length === 0) {
+    a.servers = a.quick ? ["chat", "naive"] : ["chat", "naive", "floor", "epoll", "ncat"];
   }
   for (const s of a.servers) if (!(s in SERVERS)) usage(`unknown server ${s}`);
   for (const s of a.scenarios) if (!SCENARIOS.includes(s)) usage(`unknown scenario ${s}`);
