@@ -33,7 +33,7 @@ import {
   parseFlags,
   UsageError,
 } from "./cli.ts";
-import { COMMAND_HELP, parseInput } from "./commands.ts";
+import { COMMAND_HELP, parseInput, requestFrame } from "./commands.ts";
 import {
   type ClientFrame,
   encodeFrame,
@@ -712,21 +712,12 @@ class Client {
     ui.rl.on("line", (line: string) => {
       ui.eraseEntered();
       const input = parseInput(line);
+      const request = requestFrame(input);
+      // Messages go through the outbox, which confirms them; the rest is sent as is.
+      if (request?.type === "msg") return this.#outbox.add(request.text);
+      if (request?.type === "dm") return this.#outbox.add(request.text, request.to);
+      if (request !== undefined) return this.#link?.send(request);
       switch (input.kind) {
-        case "say":
-          return this.#outbox.add(input.text);
-        case "msg":
-          return this.#outbox.add(input.text, input.to);
-        case "join":
-          return this.#link?.send({ type: "join", room: input.room });
-        case "rooms":
-          return this.#link?.send({ type: "rooms" });
-        case "topic":
-          return this.#link?.send({ type: "topic", text: input.text });
-        case "nick":
-          return this.#link?.send({ type: "nick", name: input.name });
-        case "who":
-          return this.#link?.send({ type: "who" });
         case "help":
           return COMMAND_HELP.forEach((help) => ui.say(`* ${help}`));
         case "quit":

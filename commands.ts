@@ -6,6 +6,15 @@
  *
  * @module
  */
+import type {
+  DirectSendFrame,
+  JoinRoomFrame,
+  NickFrame,
+  RoomsRequestFrame,
+  SendFrame,
+  TopicFrame,
+  WhoRequestFrame,
+} from "./protocol.ts";
 
 /** One line of input, understood. */
 export type Input =
@@ -21,6 +30,16 @@ export type Input =
   | { kind: "empty" }
   | { kind: "unknown"; command: string }
   | { kind: "usage"; message: string };
+
+/** A frame a typed command asks the server for. */
+export type Request =
+  | SendFrame
+  | DirectSendFrame
+  | JoinRoomFrame
+  | RoomsRequestFrame
+  | TopicFrame
+  | NickFrame
+  | WhoRequestFrame;
 
 /** The help text for the commands, one line each. */
 export const COMMAND_HELP: readonly string[] = [
@@ -80,5 +99,37 @@ export function parseInput(line: string): Input {
       return { kind: "quit" };
     default:
       return { kind: "unknown", command };
+  }
+}
+
+/**
+ * The request a command makes of the server, or undefined for one handled
+ * where it was typed (help, quit, mistakes).
+ *
+ * @example
+ * ```ts
+ * import { parseInput, requestFrame } from "./commands.ts";
+ * requestFrame(parseInput("/msg bob hi")); // { type: "dm", to: "bob", text: "hi" }
+ * requestFrame(parseInput("/help")); // undefined
+ * ```
+ */
+export function requestFrame(input: Input): Request | undefined {
+  switch (input.kind) {
+    case "say":
+      return { type: "msg", text: input.text };
+    case "msg":
+      return { type: "dm", to: input.to, text: input.text };
+    case "join":
+      return { type: "join", room: input.room };
+    case "rooms":
+      return { type: "rooms" };
+    case "topic":
+      return { type: "topic", text: input.text };
+    case "nick":
+      return { type: "nick", name: input.name };
+    case "who":
+      return { type: "who" };
+    default:
+      return undefined;
   }
 }

@@ -18,7 +18,7 @@
  */
 
 import { formatAddress } from "./cli.ts";
-import { COMMAND_HELP, parseInput } from "./commands.ts";
+import { COMMAND_HELP, parseInput, requestFrame } from "./commands.ts";
 import type { Entry, Hub, Member, Room } from "./hub.ts";
 import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
@@ -431,21 +431,9 @@ export class Session implements Member {
 
   #handleText(line: string): void {
     const input = parseInput(line);
+    const request = requestFrame(input);
+    if (request !== undefined) return this.#handleFrame(request);
     switch (input.kind) {
-      case "say":
-        return this.#say(input.text);
-      case "msg":
-        return this.#direct(input.to, input.text);
-      case "join":
-        return this.#join(input.room);
-      case "rooms":
-        return this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
-      case "topic":
-        return this.#topic(input.text);
-      case "nick":
-        return this.#rename(input.name);
-      case "who":
-        return this.#who();
       case "quit":
         this.close("quit");
         return;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseAddress } from "../cli.ts";
-import { parseInput } from "../commands.ts";
+import { parseInput, requestFrame } from "../commands.ts";
 import { TokenBucket } from "../token_bucket.ts";
 import { SERVE_HELP } from "../server.ts";
 import { JOIN_HELP } from "../client.ts";
@@ -14,6 +14,20 @@ Deno.test("token bucket: a burst, then the rate, and says how long to wait", () 
   assert.deepEqual(bucket.take(100), 0);
   assert.deepEqual(bucket.take(10_000), 0); // refills up to the burst, not beyond
   assert.deepEqual([bucket.take(10_000), bucket.take(10_000), bucket.take(10_000)], [0, 0, 100]);
+});
+
+Deno.test("input: a typed command becomes the frame it asks the server for", () => {
+  const frame = (line: string) => requestFrame(parseInput(line));
+  assert.deepEqual(frame("hi"), { type: "msg", text: "hi" });
+  assert.deepEqual(frame("/msg bob hi"), { type: "dm", to: "bob", text: "hi" });
+  assert.deepEqual(frame("/join #lab"), { type: "join", room: "lab" });
+  assert.deepEqual(frame("/rooms"), { type: "rooms" });
+  assert.deepEqual(frame("/topic quiz at 3"), { type: "topic", text: "quiz at 3" });
+  assert.deepEqual(frame("/nick ada"), { type: "nick", name: "ada" });
+  assert.deepEqual(frame("/who"), { type: "who" });
+  for (const local of ["/help", "/quit", "", "/dance", "/nick"]) {
+    assert.equal(frame(local), undefined, local);
+  }
 });
 
 Deno.test("input: commands, messages, and the lab's !DISCONNECT", () => {
