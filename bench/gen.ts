@@ -5,7 +5,7 @@
  * wedged worker turns into an error instead of a hang.
  */
 import type { HistogramData } from "./histogram.ts";
-import type { Proto } from "./wire.ts";
+import type { ConnectRequest } from "./wire.ts";
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -48,7 +48,7 @@ export interface SlowReply {
   how: string;
 }
 
-export type Mode = "active" | "idle" | "noread";
+export type { Mode } from "./wire.ts";
 
 export class Generator {
   #workers: Worker[] = [];
@@ -113,16 +113,9 @@ export class Generator {
     return out;
   }
 
-  async connect(opts: {
-    host: string;
-    port: number;
-    proto: Proto;
-    idxs: number[];
-    mode: Mode;
-    concurrency: number;
-    startAtMicros: number;
-    timeoutMs: number;
-  }): Promise<{ joinMicros: number[]; errors: Record<string, number> }> {
+  async connect(
+    opts: ConnectRequest,
+  ): Promise<{ joinMicros: number[]; errors: Record<string, number> }> {
     const parts = this.split(opts.idxs);
     const replies = await this.all<{ joinMicros: number[]; errors: Record<string, number> }>(
       "connect",

@@ -27,8 +27,13 @@ export function buildNative(name: string): Promise<BuildResult> {
   return result;
 }
 
+/** Where bench/NAME.c's binary is built. */
+export function nativeBinary(name: string): string {
+  return `${benchDir}.build/${name}`;
+}
+
 async function compile(name: string): Promise<BuildResult> {
-  const path = `${benchDir}.build/${name}`;
+  const path = nativeBinary(name);
   await Deno.mkdir(`${benchDir}.build`, { recursive: true });
   try {
     const out = await new Deno.Command("cc", {

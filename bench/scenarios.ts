@@ -12,6 +12,7 @@
  */
 import {
   type CollectReply,
+  type DeliveryCounts,
   type Generator,
   type Mode,
   type PhaseReply,
@@ -265,44 +266,88 @@ export class Context {
       timeoutMs: collectTimeoutMs,
     }), collectTimeoutMs + 10_000);
     const c = cpu.read();
-    const hist = new Histogram();
+    const latency = new Histogram();
     const sum = (f: (r: CollectReply) => number) => collects.reduce((a, r) => a + f(r), 0);
     const errorCodes: Record<string, number> = {};
     for (const r of collects) {
-      hist.merge(r.latency);
+      latency.merge(r.latency);
       for (const [k, v] of Object.entries(r.errorCodes)) errorCodes[k] = (errorCodes[k] ?? 0) + v;
     }
-    const expected = sum((r) => r.expected);
-    const delivered = sum((r) => r.delivered);
-    const receivers = sum((r) => r.receivers);
-    const perMsg = receivers - (this.echo ? 0 : 1);
-    return {
+    return phaseStats({
       planned,
       sent,
-      expected,
-      delivered,
-      lost: expected - delivered,
-      deliveredPct: expected > 0 ? (100 * delivered) / expected : 0,
-      dups: sum((r) => r.dups),
-      reorders: sum((r) => r.reorders),
-      rateLimited: sum((r) => r.rateLimited),
-      disconnected: sum((r) => r.disconnected),
-      slowConsumer: sum((r) => r.slowConsumer),
+      counts: {
+        receivers: sum((r) => r.receivers),
+        expected: sum((r) => r.expected),
+        delivered: sum((r) => r.delivered),
+        dups: sum((r) => r.dups),
+        reorders: sum((r) => r.reorders),
+        stale: sum((r) => r.stale),
+        garbled: sum((r) => r.garbled),
+        rateLimited: sum((r) => r.rateLimited),
+        disconnected: sum((r) => r.disconnected),
+        slowConsumer: sum((r) => r.slowConsumer),
+      },
       errorCodes,
       sendErrors: [...new Set(replies.flatMap((r) => r.errors))],
-      p50Ms: ms(hist.quantile(0.5)),
-      p99Ms: ms(hist.quantile(0.99)),
-      maxMs: ms(hist.max),
-      lagP99Ms: ms(lag.quantile(0.99)),
-      offeredDps: Math.round((planned * perMsg) / (durationMs / 1000)),
-      achievedDps: Math.round(delivered / windowS),
-      sendWindowMs: Math.round(windowS * 1000),
-      serverCpu: round2(c.server),
-      genCpu: round2(c.gen),
-      otherCpu: round2(c.other),
-      collectMs: Math.round(sum((r) => r.waitedMs) / collects.length),
-    };
+      latency,
+      lag,
+      durationMs,
+      windowS,
+      cpu: c,
+      collectMs: sum((r) => r.waitedMs) / collects.length,
+      echo: this.echo,
+    });
   }
+}
+
+/** Everything one phase measured, whichever generator ran it. */
+interface PhaseMeasurements {
+  planned: number;
+  sent: number;
+  counts: DeliveryCounts;
+  errorCodes: Record<string, number>;
+  sendErrors: string[];
+  latency: Histogram;
+  lag: Histogram;
+  /** The nominal send duration. */
+  durationMs: number;
+  /** The real send window, never shorter than the nominal one. */
+  windowS: number;
+  cpu: { server: number; gen: number; other: number };
+  collectMs: number;
+  echo: boolean;
+}
+
+function phaseStats(m: PhaseMeasurements): PhaseStats {
+  const { expected, delivered } = m.counts;
+  const perMsg = m.counts.receivers - (m.echo ? 0 : 1);
+  return {
+    planned: m.planned,
+    sent: m.sent,
+    expected,
+    delivered,
+    lost: expected - delivered,
+    deliveredPct: expected > 0 ? (100 * delivered) / expected : 0,
+    dups: m.counts.dups,
+    reorders: m.counts.reorders,
+    rateLimited: m.counts.rateLimited,
+    disconnected: m.counts.disconnected,
+    slowConsumer: m.counts.slowConsumer,
+    errorCodes: m.errorCodes,
+    sendErrors: m.sendErrors,
+    p50Ms: ms(m.latency.quantile(0.5)),
+    p99Ms: ms(m.latency.quantile(0.99)),
+    maxMs: ms(m.latency.max),
+    lagP99Ms: ms(m.lag.quantile(0.99)),
+    offeredDps: Math.round((m.planned * perMsg) / (m.durationMs / 1000)),
+    achievedDps: Math.round(delivered / m.windowS),
+    sendWindowMs: Math.round(m.windowS * 1000),
+    serverCpu: round2(m.cpu.server),
+    genCpu: round2(m.cpu.gen),
+    otherCpu: round2(m.cpu.other),
+    collectMs: Math.round(m.collectMs),
+  };
 }
 
 function round2(x: number): number {
@@ -394,41 +439,26 @@ async function fanout(
   const c = cpu.read();
   const windowS = Math.max(ctx.sizes.fanoutMs * 1000, r.sendWindowMicros) / 1e6;
   // The meter ran over connect and barrier too; the generator's CPU is its
-  // own report over the send and collect windows.
+  // own report over the send and collect windows, and not "other".
   const genCpu = r.cpuSeconds / (windowS + r.collectMicros / 1e6);
-  const latency = Histogram.from(r.latency);
-  const lag = Histogram.from(r.lag);
-  const perMsg = n - (ctx.echo ? 0 : 1);
   const errorCodes: Record<string, number> = {};
   if (r.rateLimited) errorCodes.rate_limited = r.rateLimited;
   if (r.slowConsumer) errorCodes.slow_consumer = r.slowConsumer;
   if (r.otherErrors) errorCodes.other = r.otherErrors;
-  const s: PhaseStats = {
+  const s = phaseStats({
     planned: r.planned,
     sent: r.sent,
-    expected: r.expected,
-    delivered: r.delivered,
-    lost: r.expected - r.delivered,
-    deliveredPct: r.expected > 0 ? (100 * r.delivered) / r.expected : 0,
-    dups: r.dups,
-    reorders: r.reorders,
-    rateLimited: r.rateLimited,
-    disconnected: r.disconnected,
-    slowConsumer: r.slowConsumer,
+    counts: r,
     errorCodes,
     sendErrors: [],
-    p50Ms: ms(latency.quantile(0.5)),
-    p99Ms: ms(latency.quantile(0.99)),
-    maxMs: ms(latency.max),
-    lagP99Ms: ms(lag.quantile(0.99)),
-    offeredDps: Math.round((r.planned * perMsg) / (ctx.sizes.fanoutMs / 1000)),
-    achievedDps: Math.round(r.delivered / windowS),
-    sendWindowMs: Math.round(windowS * 1000),
-    serverCpu: round2(c.server),
-    genCpu: round2(genCpu),
-    otherCpu: round2(Math.max(0, c.other - genCpu)),
-    collectMs: Math.round(r.collectMicros / 1000),
-  };
+    latency: Histogram.from(r.latency),
+    lag: Histogram.from(r.lag),
+    durationMs: ctx.sizes.fanoutMs,
+    windowS,
+    cpu: { server: c.server, gen: genCpu, other: Math.max(0, c.other - genCpu) },
+    collectMs: r.collectMicros / 1000,
+    echo: ctx.echo,
+  });
   return {
     [`${prefix}_joined`]: r.joined,
     [`${prefix}_join_errors`]: r.connectErrors ? `connect:${r.connectErrors}` : null,

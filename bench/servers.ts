@@ -7,7 +7,7 @@
  * them all on error, SIGINT or SIGTERM (see killAll); stop() escalates from
  * SIGTERM to SIGKILL with bounded waits.
  */
-import { buildNative } from "./native.ts";
+import { buildNative, nativeBinary } from "./native.ts";
 import type { Proto } from "./wire.ts";
 
 export interface ServerSpec {
@@ -68,6 +68,21 @@ export function setChatFlags(flags: string[]): void {
   CHAT_FLAGS = flags;
 }
 
+/** A reference line server written for the benchmark, run with Deno. */
+function denoReference(name: string, file: string, note?: string): ServerSpec {
+  return {
+    name,
+    proto: "line",
+    note,
+    unavailable: () => Promise.resolve(null),
+    command: (port) => ({
+      cmd: Deno.execPath(),
+      args: ["run", "--allow-net", `${benchDir}${file}`, "--port", String(port)],
+      cwd: repoDir,
+    }),
+  };
+}
+
 /** ncat --chat uses select(): it cannot go past FD_SETSIZE (1024) descriptors. */
 const NCAT_MAX_CONNS = 1000;
 
@@ -114,35 +129,19 @@ export const SERVERS: Record<string, ServerSpec> = {
       cwd: repoDir,
     }),
   },
-  naive: {
-    name: "naive",
-    proto: "line",
-    unavailable: () => Promise.resolve(null),
-    command: (port) => ({
-      cmd: Deno.execPath(),
-      args: ["run", "--allow-net", `${benchDir}naive_server.ts`, "--port", String(port)],
-      cwd: repoDir,
-    }),
-  },
-  floor: {
-    name: "floor",
-    proto: "line",
-    note:
-      "floor: the least a Deno broadcaster can do (bench/floor_server.ts), not a correct server",
-    unavailable: () => Promise.resolve(null),
-    command: (port) => ({
-      cmd: Deno.execPath(),
-      args: ["run", "--allow-net", `${benchDir}floor_server.ts`, "--port", String(port)],
-      cwd: repoDir,
-    }),
-  },
+  naive: denoReference("naive", "naive_server.ts"),
+  floor: denoReference(
+    "floor",
+    "floor_server.ts",
+    "floor: the least a Deno broadcaster can do (bench/floor_server.ts), not a correct server",
+  ),
   epoll: {
     name: "epoll",
     proto: "line",
     note: "epoll: a C epoll broadcaster (bench/epoll_server.c), the generator's own floor",
     unavailable: async () => (await buildNative("epoll_server")).why ?? null,
     command: (port) => ({
-      cmd: `${benchDir}.build/epoll_server`,
+      cmd: nativeBinary("epoll_server"),
       args: [String(port)],
       cwd: repoDir,
     }),

@@ -13,6 +13,23 @@
 /** "chat": NDJSON with hello/welcome; "line": raw lines; "ncat": ncat --chat. */
 export type Proto = "chat" | "line" | "ncat";
 
+/** What a generator client does with what it receives. */
+export type Mode = "active" | "idle" | "noread";
+
+/** The runner's request to a Web Worker to open some of the clients. */
+export interface ConnectRequest {
+  host: string;
+  port: number;
+  proto: Proto;
+  idxs: number[];
+  mode: Mode;
+  /** Connects in flight at once. */
+  concurrency: number;
+  /** When to start (µs on the shared clock); 0 = now. */
+  startAtMicros: number;
+  timeoutMs: number;
+}
+
 /** Whether the sender receives its own broadcast (ncat --chat does not echo). */
 export function echoes(proto: Proto): boolean {
   return proto !== "ncat";

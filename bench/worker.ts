@@ -21,9 +21,19 @@
  * a time. Duplicates are found with a per-(receiver, sender) bitset of seqs.
  */
 import { Histogram } from "./histogram.ts";
-import { clientName, helloLine, markerText, messageLine, nowMicros, type Proto } from "./wire.ts";
+import {
+  clientName,
+  type ConnectRequest,
+  helloLine,
+  markerText,
+  messageLine,
+  type Mode,
+  nowMicros,
+  type Proto,
+} from "./wire.ts";
 
-type Mode = "active" | "idle" | "noread" | "drain";
+/** "drain": a noread client read again at the end, to see how it was cut off. */
+type ClientMode = Mode | "drain";
 
 interface Track {
   max: number;
@@ -33,7 +43,7 @@ interface Track {
 
 interface Client {
   idx: number;
-  mode: Mode;
+  mode: ClientMode;
   conn: Deno.TcpConn | null;
   joined: boolean;
   joinMicros: number;
@@ -229,18 +239,7 @@ async function readLoop(c: Client): Promise<void> {
 
 // ---- commands --------------------------------------------------------------
 
-interface ConnectReq {
-  host: string;
-  port: number;
-  proto: Proto;
-  idxs: number[];
-  mode: Mode;
-  concurrency: number;
-  startAtMicros: number; // 0 = now
-  timeoutMs: number;
-}
-
-async function connectOne(req: ConnectReq, idx: number, deadline: number): Promise<number> {
+async function connectOne(req: ConnectRequest, idx: number, deadline: number): Promise<number> {
   const c: Client = {
     idx,
     mode: req.mode,
@@ -285,7 +284,7 @@ async function connectOne(req: ConnectReq, idx: number, deadline: number): Promi
   return ok ? c.joinMicros : -1;
 }
 
-async function cmdConnect(req: ConnectReq) {
+async function cmdConnect(req: ConnectRequest) {
   proto = req.proto;
   if (req.startAtMicros > 0) await sleep((req.startAtMicros - nowMicros()) / 1000);
   const deadline = performance.now() + req.timeoutMs;
