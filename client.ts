@@ -38,6 +38,7 @@ import {
   type ClientFrame,
   encodeFrame,
   LineDecoder,
+  neutralize,
   parseServerFrame,
   PROTOCOL_VERSION,
   type ServerFrame,
@@ -159,6 +160,8 @@ class Link {
   readonly #frames: AsyncGenerator<ServerFrame>;
   #writing: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** The first line of text skipped while waiting for the welcome. */
+  #skipped: string | undefined;
 
   private constructor(conn: Deno.TcpConn, where: string) {
     this.#conn = conn;
@@ -208,6 +211,12 @@ class Link {
         timer = setTimeout(() => resolve("timeout"), HANDSHAKE_TIMEOUT_MS);
       }),
     ]).finally(() => clearTimeout(timer));
+    if ((frame === "timeout" || frame === undefined) && this.#skipped !== undefined) {
+      throw new Failure(
+        `${this.#where} answered "${this.#skipped}" instead of a welcome: is it a chat server?`,
+        ExitCode.protocol,
+      );
+    }
     if (frame === "timeout") {
       throw new Failure(
         `${this.#where} did not answer the greeting: is it a chat server?`,
@@ -220,7 +229,7 @@ class Link {
         ? ExitCode.nameRefused
         : frame.code === "server_full"
         ? ExitCode.unavailable
-        : frame.code === "server_shutdown"
+        : frame.code === "server_shutdown" || frame.code === "replaced"
         ? ExitCode.disconnected
         : ExitCode.protocol;
       throw new Failure(`${this.#where} refused to let you in: ${frame.message}`, code);
@@ -245,9 +254,16 @@ class Link {
 
   async *#read(): AsyncGenerator<ServerFrame> {
     const decoder = new LineDecoder({ maxLineBytes: MAX_SERVER_FRAME_BYTES });
+    let welcomed = false;
     try {
       for await (const chunk of this.#conn.readable) {
         for (const line of decoder.push(chunk)) {
+          // A server that took a slow hello for a plain-text client has sent text first.
+          if (!welcomed && line instanceof Uint8Array && line[0] !== 0x7b /* { */) {
+            this.#skipped ??= neutralize(new TextDecoder().decode(line.subarray(0, 60)));
+            continue;
+          }
+          welcomed = true;
           const frame = line instanceof Uint8Array ? parseServerFrame(line) : line;
           if (frame.type === "frame_error") {
             throw new Failure(
@@ -524,8 +540,11 @@ class Client {
   #name: string | undefined;
   #room: string | undefined;
   #token: string | undefined;
-  /** The last seq seen in #room; undefined before the first welcome. */
+  /** The last seq seen in #room, and the epoch it counts in; undefined before the first welcome. */
   #seq: number | undefined;
+  #epoch: string | undefined;
+  /** The id of the last private message seen, to or from us. */
+  #dmSeen: number | undefined;
   #link: Link | undefined;
   /** Set once the user asked to leave, with the exit code to leave with. */
   #leaving: number | undefined;
@@ -592,8 +611,9 @@ class Client {
         ...(this.#name === undefined ? {} : { name: this.#name }),
         ...(this.#room === undefined ? {} : { room: this.#room }),
         history: this.#options.history,
-        ...(this.#seq === undefined ? {} : { since: this.#seq }),
+        ...(this.#seq === undefined ? {} : { since: this.#seq, epoch: this.#epoch }),
         ...(this.#token === undefined ? {} : { token: this.#token }),
+        ...(this.#dmSeen === undefined ? {} : { dmSince: this.#dmSeen }),
       });
     } catch (error) {
       link.close();
@@ -603,7 +623,9 @@ class Client {
     this.#name = welcome.name;
     this.#room = welcome.room;
     this.#token = welcome.token;
-    this.#seq = welcome.seq; // the server's word: after a restart without --db it starts again
+    this.#seq = welcome.seq;
+    this.#epoch = welcome.epoch;
+    this.#dmSeen ??= 0; // from here on, every private message is ours to see
     this.#outbox.attach(link, welcome);
     this.#ui.setPrompt(welcome.name, welcome.room);
     return welcome;
@@ -669,6 +691,15 @@ class Client {
       ) {
         reason = frame.message;
       }
+      // Another client took our name over with our token: coming back would only fight it.
+      if (frame.type === "error" && frame.code === "replaced") this.#leaving ??= ExitCode.disconnected;
+      if (frame.type === "history" && frame.restarted) {
+        this.#ui.say(
+          `* the server's numbering of ${frame.room} started again (it was restarted without ` +
+            "its history), so what you missed meanwhile cannot be told apart; here are its " +
+            "latest messages",
+        );
+      }
       this.#ui.show(frame);
       if (frame.type === "history") replaying = frame.count;
       else if (frame.type === "msg" && frame.replay) replaying--;
@@ -692,9 +723,12 @@ class Client {
     } else if (frame.type === "room") {
       this.#room = frame.room;
       this.#seq = frame.seq;
+      this.#epoch = frame.epoch;
       this.#ui.setPrompt(this.#name!, this.#room);
     } else if (frame.type === "msg" && frame.room === this.#room) {
       this.#seq = Math.max(this.#seq ?? 0, frame.seq);
+    } else if (frame.type === "dm") {
+      this.#dmSeen = Math.max(this.#dmSeen ?? 0, frame.id);
     }
   }
 

@@ -10,15 +10,21 @@
  * has reached everyone else, so disconnecting it (and announcing that)
  * cannot interleave with the frame being delivered.
  *
- * With a store (`--db`), accepted messages are collected into a batch that
- * is written in one transaction at the end of the event-loop turn; only then
- * are they added to the history and relayed, the sender's echo included, so
- * whatever anyone saw is on disk. Events that come while a batch is pending
- * wait behind it, so everyone still sees one order.
+ * With a journal (`--db`), accepted messages are collected into a batch that
+ * is written in one transaction, on the database's own thread, while the
+ * server goes on; only then are they numbered for good, added to the history
+ * and relayed, the sender's echo included, so whatever anyone saw is on
+ * disk. One batch is written at a time; what comes meanwhile (messages and
+ * events alike) waits behind it, so everyone still sees one order.
  *
- * Replay is exact at the seam because it is synchronous: a client entering a
- * room is sent the history as it stands and is a member from that instant,
- * so every later message reaches it live, and none twice.
+ * Replay is exact at the seam because entering is synchronous: a client
+ * entering a room is handed the history as it stands and is a member from
+ * that instant, so every later message reaches it live, and none twice. Its
+ * outbound queue paces the replay and holds the live frames behind it.
+ *
+ * Each room's seqs count within an epoch; a new room (or a restart without
+ * `--db`) starts a new epoch, so a client resuming from a seq of another
+ * numbering is told rather than given the wrong messages.
  *
  * @module
  */
@@ -31,7 +37,8 @@ import {
   nameKey,
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
-import type { SqliteStore, StoredMessage } from "./store.ts";
+import { newEpoch, RoomHistory } from "./history.ts";
+import type { LoadedState, RoomRecord, StoredMessage } from "./store/sqlite.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -49,18 +56,31 @@ export interface Member {
 export class Room {
   readonly members = new Map<string, Member>();
   topic = "";
-  /** The seq of the last message accepted in this room. */
+  /** The seq of the last message numbered in this room (with a journal, maybe not yet relayed). */
   lastSeq = 0;
   plainCount = 0;
-  /** The most recent messages, oldest first; trimmed to the retention. */
-  history: StoredMessage[] = [];
+  readonly history: RoomHistory;
 
-  constructor(readonly name: string) {}
-
-  /** The seq of the last message relayed so far (with a store, `lastSeq` may be ahead). */
-  get relayedSeq(): number {
-    return this.history.at(-1)?.seq ?? 0;
+  constructor(readonly name: string, readonly epoch: string, retention: number) {
+    this.history = new RoomHistory(retention);
   }
+
+  /** The seq of the last message relayed so far. */
+  get relayedSeq(): number {
+    return this.history.lastSeq;
+  }
+
+  get record(): RoomRecord {
+    return { name: this.name, topic: this.topic, epoch: this.epoch };
+  }
+}
+
+/** Where accepted messages are made durable before they are relayed. */
+export interface Journal {
+  /** Stores messages and room records in one transaction; rejects if it failed. */
+  write(messages: StoredMessage[], rooms: RoomRecord[]): Promise<void>;
+  /** Hears of every id handed out, so ids keep increasing across restarts. */
+  reserveIds(nextId: number): void;
 }
 
 /** Options for {@linkcode Hub}. */
@@ -72,7 +92,9 @@ export interface HubOptions {
   /** Most rooms there may be. */
   maxRooms: number;
   /** Where messages are made durable; none keeps history in memory only. */
-  store?: SqliteStore;
+  journal?: Journal;
+  /** What the journal held at start. */
+  loaded?: LoadedState;
   /** Called for each member whose queue overflowed, after the broadcast. */
   onOverflow: (member: Member) => void;
   /** Called when a batch could not be stored: its senders are told, not relayed. */
@@ -85,6 +107,10 @@ export const DEFAULT_ROOM = "lobby";
 export const WELCOME_LIMIT = 100;
 /** How many names a `who` answer lists at most. */
 export const WHO_LIMIT = 1000;
+/** Bytes of messages that may wait for a slow database before new ones are refused. */
+export const MAX_UNSTORED_BYTES = 8 * 1024 * 1024;
+/** Bytes of recent private messages kept per name, to replay after a takeover. */
+export const DIRECT_LOG_BYTES = 32 * 1024;
 
 /**
  * The frame that relays a stored message; `replay` marks an earlier one.
@@ -116,11 +142,22 @@ export interface Entry {
   replay: StoredMessage[];
   /** Messages the member asked for that are past the retention. */
   gone: number;
+  /** The `since` asked for belongs to another numbering of the room's seqs. */
+  restarted: boolean;
 }
+
+/** What became of a message handed to {@linkcode Hub.say}. */
+export type SayResult = "accepted" | "busy" | "closed";
 
 type Pending =
   | { kind: "msg"; message: StoredMessage; room: Room; sender: Member }
   | { kind: "event"; frame: EventFrame; room: Room };
+
+/** A name's recent private messages, both ways, bounded in bytes. */
+interface DirectLog {
+  entries: { frame: DirectFrame; size: number }[];
+  bytes: number;
+}
 
 const lineEncoder = new TextEncoder();
 
@@ -142,32 +179,33 @@ const lineEncoder = new TextEncoder();
 export class Hub {
   readonly #names = new Map<string, Member>();
   readonly #rooms = new Map<string, Room>();
+  readonly #directLogs = new Map<string, DirectLog>();
   readonly #options: HubOptions;
-  readonly #store: SqliteStore | undefined;
+  readonly #journal: Journal | undefined;
   #nextId = 1;
   #guests = 0;
   #closed = false;
-  // With a store: what waits for the batch being collected.
+  // With a journal: what waits for the batch being written.
   #pending: Pending[] = [];
-  #batch: StoredMessage[] = [];
+  #pendingBytes = 0;
   #roomWrites = new Set<Room>();
+  #writing: Promise<void> | undefined;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: HubOptions) {
     this.#options = options;
-    this.#store = options.store;
-    if (this.#store) {
-      const { rooms, nextId } = this.#store.load(options.retention);
-      this.#nextId = nextId;
-      for (const stored of rooms) {
-        const room = new Room(stored.name);
+    this.#journal = options.journal;
+    if (options.loaded) {
+      this.#nextId = options.loaded.nextId;
+      for (const stored of options.loaded.rooms) {
+        const room = new Room(stored.name, stored.epoch, options.retention);
         room.topic = stored.topic;
         room.lastSeq = stored.lastSeq;
-        room.history = stored.recent;
+        for (const message of stored.recent) room.history.push(message);
         this.#rooms.set(nameKey(room.name), room);
       }
     }
-    if (!this.#rooms.has(DEFAULT_ROOM)) this.#rooms.set(DEFAULT_ROOM, new Room(DEFAULT_ROOM));
+    if (!this.#rooms.has(nameKey(DEFAULT_ROOM))) this.#newRoom(DEFAULT_ROOM);
   }
 
   /** How many members are online. */
@@ -193,45 +231,46 @@ export class Hub {
   guestName(): string {
     for (;;) {
       const name = `guest${++this.#guests}`;
-      if (!this.#names.has(name)) return name;
+      if (!this.#names.has(nameKey(name))) return name;
     }
   }
 
   /**
    * Moves `member` into a room (leaving its current one), creating the room
    * if need be. Returns what to replay: the messages after `since` when it
-   * is given (resuming), otherwise the last `history` ones. Undefined when
-   * the room would be one too many.
+   * is given (resuming) and belongs to the room's current `epoch`,
+   * otherwise the last `history` ones. Undefined when the room would be one
+   * too many.
    */
   enter(
     member: Member,
     roomName: string,
-    options: { history: number; since?: number },
+    options: { history: number; since?: number; epoch?: string },
   ): Entry | undefined {
-    const key = nameKey(roomName);
-    let room = this.#rooms.get(key);
+    let room = this.#rooms.get(nameKey(roomName));
     if (room === undefined) {
       if (this.#rooms.size >= this.#options.maxRooms) return undefined;
-      room = new Room(roomName);
-      this.#rooms.set(key, room);
-      this.#roomWrites.add(room);
+      room = this.#newRoom(roomName);
     }
-    if (member.room === room) return { room, replay: [], gone: 0 };
+    if (member.room === room) return { room, replay: [], gone: 0, restarted: false };
     if (member.room) this.#exit(member, `went to ${room.name}`, false);
     room.members.set(nameKey(member.name), member);
     if (member.plain) room.plainCount++;
     member.room = room;
 
+    const { since, epoch } = options;
     const history = room.history;
-    const since = options.since;
-    if (since !== undefined && since <= room.lastSeq) {
-      const oldest = history[0]?.seq ?? 1;
-      const gone = Math.max(0, oldest - 1 - since);
-      const from = history.findIndex((m) => m.seq > since);
-      return { room, replay: from === -1 ? [] : history.slice(from), gone };
+    if (since !== undefined) {
+      const sameNumbering = (epoch === undefined || epoch === room.epoch) &&
+        since <= room.relayedSeq;
+      if (sameNumbering) {
+        const oldest = history.oldestSeq ?? room.relayedSeq + 1;
+        const gone = Math.max(0, oldest - 1 - since);
+        return { room, replay: history.after(since), gone, restarted: false };
+      }
     }
-    const count = Math.min(options.history, this.#options.retention, history.length);
-    return { room, replay: count > 0 ? history.slice(history.length - count) : [], gone: 0 };
+    const replay = history.last(Math.min(options.history, history.capacity));
+    return { room, replay, gone: 0, restarted: since !== undefined };
   }
 
   /** Tells the member's room that it joined (while the room is small enough). */
@@ -250,23 +289,31 @@ export class Hub {
     const holder = this.#names.get(key);
     if (holder !== undefined && holder !== member) return false;
     const old = member.name;
-    this.#names.delete(nameKey(old));
-    member.room?.members.delete(nameKey(old));
+    const oldKey = nameKey(old);
+    this.#names.delete(oldKey);
+    member.room?.members.delete(oldKey);
     member.name = name;
     this.#names.set(key, member);
     member.room?.members.set(key, member);
+    const log = this.#directLogs.get(oldKey);
+    if (log) {
+      this.#directLogs.delete(oldKey);
+      this.#directLogs.set(key, log);
+    }
     if (member.room) this.#emit(member.room, { event: "rename", name, from: old });
     return true;
   }
 
   /**
    * Removes `member` if it is online and tells its room why it left, unless
-   * `silent` (a connection replaced by the same user's new one).
+   * `silent` (a connection replaced by the same user's new one, which also
+   * keeps the name's recent private messages).
    */
   leave(member: Member, reason: string, silent = false): void {
     const key = nameKey(member.name);
     if (this.#names.get(key) !== member) return;
     this.#names.delete(key);
+    if (!silent) this.#directLogs.delete(key);
     if (member.room) this.#exit(member, reason, silent);
   }
 
@@ -275,29 +322,40 @@ export class Hub {
     const room = member.room;
     if (!room) return;
     room.topic = topic;
-    this.#roomWrites.add(room);
-    if (this.#store) this.#scheduleFlush();
+    if (this.#journal) {
+      this.#roomWrites.add(room);
+      this.#scheduleFlush();
+    }
     this.#emit(room, { event: "topic", name: member.name, topic });
   }
 
-  /** Accepts a chat message from `member` into its room. */
-  say(member: Member, text: string, ref?: number): void {
+  /**
+   * Accepts a chat message from `member` into its room: `busy` when the
+   * database is too far behind to take more, `closed` when shutting down.
+   */
+  say(member: Member, text: string, ref?: number): SayResult {
     const room = member.room;
-    if (!room) return;
+    if (this.#closed || !room) return "closed";
+    if (this.#journal && this.#pendingBytes + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
     const message: StoredMessage = {
       room: room.name,
-      seq: ++room.lastSeq,
+      seq: 0, // numbered when relayed, or when its batch is written
       id: this.#id(),
       ts: Date.now(),
       from: member.name,
       text,
     };
     if (ref !== undefined) message.ref = ref;
-    if (!this.#store) return this.#relay(message, room, member);
-    this.#batch.push(message);
-    this.#roomWrites.add(room); // its row must exist beside its messages
+    if (!this.#journal) {
+      message.seq = ++room.lastSeq;
+      this.#relay(message, room, member);
+      return "accepted";
+    }
     this.#pending.push({ kind: "msg", message, room, sender: member });
+    this.#pendingBytes += text.length * 3; // at most 3 UTF-8 bytes per UTF-16 unit
+    this.#roomWrites.add(room); // its row must exist beside its messages
     this.#scheduleFlush();
+    return "accepted";
   }
 
   /** Sends a direct message; false when nobody has the name `to`. */
@@ -314,6 +372,8 @@ export class Hub {
     };
     if (ref !== undefined) frame.ref = ref;
     const bytes = encodeFrame(frame);
+    this.#logDirect(nameKey(target.name), frame, bytes.length);
+    if (target !== member) this.#logDirect(nameKey(member.name), frame, bytes.length);
     const forTarget = target.plain ? lineEncoder.encode(renderFrame(frame) + "\r\n") : bytes;
     const overflowed: Member[] = [];
     if (!target.deliver(forTarget)) overflowed.push(target);
@@ -323,9 +383,19 @@ export class Hub {
   }
 
   /**
+   * The private messages to or from `member`'s name with an id above
+   * `afterId`, still kept: what a connection that took the name over may
+   * have missed on the old one.
+   */
+  directsAfter(member: Member, afterId: number): DirectFrame[] {
+    const log = this.#directLogs.get(nameKey(member.name));
+    return log ? log.entries.flatMap(({ frame }) => frame.id > afterId ? [frame] : []) : [];
+  }
+
+  /**
    * Names in a room, sorted regardless of case; a sample of at most `limit`
-   * when there are more. Sorted by the lowercase keys the room is indexed
-   * by: every join asks for this, and a locale-aware compare costs far more.
+   * when there are more. Sorted by the keys the room is indexed by: every
+   * join asks for this, and a locale-aware compare costs far more.
    */
   names(room: Room, limit: number): string[] {
     const entries: [string, string][] = [];
@@ -344,46 +414,70 @@ export class Hub {
   }
 
   /**
-   * For shutdown: stores and relays what is pending, stops joins and
-   * notices, and returns every member so the server can tell each one.
+   * For shutdown: stops new messages, joins and notices, then stores and
+   * relays what is pending; resolves when nothing is left to write.
    */
-  close(): Member[] {
-    this.flush();
+  async close(): Promise<void> {
     this.#closed = true;
-    return [...this.#names.values()];
+    this.flush();
+    while (this.#writing) await this.#writing;
   }
 
-  /** Writes the pending batch, then relays it; safe to call at any time. */
+  /** Starts writing what is pending, unless a batch is being written already. */
   flush(): void {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    if (!this.#store) return;
+    const journal = this.#journal;
+    if (!journal || this.#writing) return;
     const pending = this.#pending;
-    const batch = this.#batch;
-    const rooms = [...this.#roomWrites].map((room) => ({ name: room.name, topic: room.topic }));
     this.#pending = [];
-    this.#batch = [];
-    this.#roomWrites.clear();
-    let stored = true;
-    try {
-      this.#store.write(batch, rooms);
-    } catch (error) {
-      stored = false;
-      this.#unaccept(batch);
-      const refused = pending.flatMap((p) =>
-        p.kind === "msg" ? [{ member: p.sender, ref: p.message.ref }] : []
-      );
-      this.#options.onStoreError?.(error, refused);
+    this.#pendingBytes = 0;
+    const batch: StoredMessage[] = [];
+    for (const item of pending) {
+      if (item.kind === "msg") {
+        item.message.seq = ++item.room.lastSeq;
+        batch.push(item.message);
+      }
     }
+    const rooms = [...this.#roomWrites].map((room) => room.record);
+    this.#roomWrites.clear();
+    if (batch.length === 0 && rooms.length === 0) {
+      for (const item of pending) if (item.kind === "event") this.#deliver(item.room, item.frame);
+      return;
+    }
+    this.#writing = journal.write(batch, rooms).then(
+      () => this.#release(pending, true),
+      (error) => {
+        this.#unaccept(batch);
+        const refused = pending.flatMap((p) =>
+          p.kind === "msg" ? [{ member: p.sender, ref: p.message.ref }] : []
+        );
+        this.#options.onStoreError?.(error, refused);
+        this.#release(pending, false);
+      },
+    );
+  }
+
+  /** Relays a written batch (or only its events, if it failed), then writes the next. */
+  #release(pending: Pending[], stored: boolean): void {
     for (const item of pending) {
       if (item.kind === "event") this.#deliver(item.room, item.frame);
       else if (stored) this.#relay(item.message, item.room, item.sender);
     }
+    this.#writing = undefined;
+    if (this.#pending.length > 0 || this.#roomWrites.size > 0) this.flush();
+  }
+
+  #newRoom(name: string): Room {
+    const room = new Room(name, newEpoch(), this.#options.retention);
+    this.#rooms.set(nameKey(name), room);
+    this.#roomWrites.add(room);
+    return room;
   }
 
   #id(): number {
     const id = this.#nextId++;
-    this.#store?.reserveIds(this.#nextId);
+    this.#journal?.reserveIds(this.#nextId);
     return id;
   }
 
@@ -392,6 +486,16 @@ export class Hub {
     for (const message of batch) {
       const room = this.#rooms.get(nameKey(message.room));
       if (room && message.seq <= room.lastSeq) room.lastSeq = message.seq - 1;
+    }
+  }
+
+  #logDirect(key: string, frame: DirectFrame, size: number): void {
+    let log = this.#directLogs.get(key);
+    if (!log) this.#directLogs.set(key, log = { entries: [], bytes: 0 });
+    log.entries.push({ frame, size });
+    log.bytes += size;
+    while (log.bytes > DIRECT_LOG_BYTES && log.entries.length > 1) {
+      log.bytes -= log.entries.shift()!.size;
     }
   }
 
@@ -408,10 +512,13 @@ export class Hub {
       this.#emit(room, { event: "leave", name: member.name, reason });
     }
     const unused = room.members.size === 0 && room.lastSeq === 0 && room.topic === "";
-    if (unused && nameKey(room.name) !== DEFAULT_ROOM) this.#rooms.delete(nameKey(room.name));
+    if (unused && nameKey(room.name) !== nameKey(DEFAULT_ROOM)) {
+      this.#rooms.delete(nameKey(room.name));
+      this.#roomWrites.delete(room);
+    }
   }
 
-  /** Sends an event now, or after the pending batch so that order holds. */
+  /** Sends an event now, or after the batch being written so that order holds. */
   #emit(
     room: Room,
     event: Pick<EventFrame, "event" | "name" | "from" | "reason" | "topic">,
@@ -423,16 +530,17 @@ export class Hub {
       room: room.name,
       ...event,
     };
-    if (this.#pending.length > 0) this.#pending.push({ kind: "event", frame, room });
-    else this.#deliver(room, frame);
+    if (this.#pending.length > 0 || this.#writing) {
+      this.#pending.push({ kind: "event", frame, room });
+      this.#scheduleFlush();
+    } else {
+      this.#deliver(room, frame);
+    }
   }
 
-  /** Adds an accepted (and, with a store, stored) message to history and relays it. */
+  /** Adds an accepted (and, with a journal, stored) message to history and relays it. */
   #relay(message: StoredMessage, room: Room, sender: Member): void {
     room.history.push(message);
-    if (room.history.length >= 2 * this.#options.retention) {
-      room.history = room.history.slice(-this.#options.retention);
-    }
     const bytes = this.#deliver(room, messageFrame(message), sender);
     // A sender that moved on before the batch was stored still gets its confirmation.
     if (sender.room !== undefined && sender.room !== room && !sender.plain) {
@@ -454,3 +562,4 @@ export class Hub {
     return bytes;
   }
 }
+

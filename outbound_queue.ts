@@ -10,6 +10,13 @@
  * owner disconnects that recipient, so one slow reader costs at most `limit`
  * bytes and never slows anyone else.
  *
+ * A replay can be far larger than that limit, so it is not pushed at once:
+ * {@linkcode OutboundQueue.pushPaced} takes a source that is asked for its
+ * next frame only while less than `lowWater` bytes wait, that is, as fast as
+ * the peer reads. Bytes pushed while a paced source is still running wait
+ * behind it (counted against the limit), so the peer sees everything in the
+ * order it was pushed.
+ *
  * @module
  */
 
@@ -18,10 +25,15 @@ export interface ByteSink {
   write(bytes: Uint8Array): Promise<number>;
 }
 
+/** Gives the next bytes of a paced replay, or undefined once it is done. */
+export type PacedSource = () => Uint8Array | undefined;
+
 /** Options for {@linkcode OutboundQueue}. */
 export interface OutboundQueueOptions {
   /** Most bytes that may wait for the peer. */
   limit: number;
+  /** A paced source is asked for more while fewer bytes than this wait. Default `limit / 4`. */
+  lowWater?: number;
   /** Called once if a write fails (the peer is gone). */
   onError?: (error: unknown) => void;
 }
@@ -32,18 +44,23 @@ export interface OutboundQueueOptions {
  * @example
  * ```ts
  * import { OutboundQueue } from "./outbound_queue.ts";
- * const conn = await Deno.connect({ port: 5050 });
- * const queue = new OutboundQueue(conn, { limit: 256 * 1024 });
- * if (!queue.push(new TextEncoder().encode("hello\n"))) conn.close();
+ * const chunks: Uint8Array[] = [];
+ * const sink = { write: (bytes: Uint8Array) => (chunks.push(bytes), Promise.resolve(bytes.length)) };
+ * const queue = new OutboundQueue(sink, { limit: 256 * 1024 });
+ * queue.push(new TextEncoder().encode("hello\n")); // false would mean: too far behind
  * await queue.drained();
  * ```
  */
 export class OutboundQueue {
   readonly #sink: ByteSink;
   readonly #limit: number;
+  readonly #lowWater: number;
   readonly #onError: (error: unknown) => void;
   #chunks: Uint8Array[] = [];
   #bytes = 0;
+  /** What waits behind a paced source: sources, and bytes pushed meanwhile. */
+  #backlog: (Uint8Array | PacedSource)[] = [];
+  #backlogBytes = 0;
   #writing = false;
   #failed = false;
   /** The bytes being written, and how many of them are written. */
@@ -54,12 +71,13 @@ export class OutboundQueue {
   constructor(sink: ByteSink, options: OutboundQueueOptions) {
     this.#sink = sink;
     this.#limit = options.limit;
+    this.#lowWater = options.lowWater ?? Math.floor(options.limit / 4);
     this.#onError = options.onError ?? (() => {});
   }
 
-  /** Bytes queued or being written. */
+  /** Bytes queued, waiting behind a paced source, or being written. */
   get bytes(): number {
-    return this.#bytes;
+    return this.#bytes + this.#backlogBytes;
   }
 
   /**
@@ -68,11 +86,24 @@ export class OutboundQueue {
    */
   push(bytes: Uint8Array): boolean {
     if (this.#failed) return true;
-    if (this.#bytes + bytes.length > this.#limit) return false;
-    this.#chunks.push(bytes);
-    this.#bytes += bytes.length;
-    if (!this.#writing) this.#drain();
+    if (this.#bytes + this.#backlogBytes + bytes.length > this.#limit) return false;
+    if (this.#backlog.length > 0) {
+      this.#backlog.push(bytes);
+      this.#backlogBytes += bytes.length;
+    } else {
+      this.#enqueue(bytes);
+    }
     return true;
+  }
+
+  /**
+   * Appends a source that is drained as the peer reads, after everything
+   * pushed so far; whatever is pushed later waits until it is done.
+   */
+  pushPaced(source: PacedSource): void {
+    if (this.#failed) return;
+    this.#backlog.push(source);
+    this.#refill();
   }
 
   /**
@@ -85,16 +116,45 @@ export class OutboundQueue {
     if (options.dropQueued) {
       for (const chunk of this.#chunks) this.#bytes -= chunk.length;
       this.#chunks.length = 0;
+      this.#backlog.length = 0;
+      this.#backlogBytes = 0;
     }
+    if (this.#backlog.length > 0) {
+      this.#backlog.push(bytes);
+      this.#backlogBytes += bytes.length;
+    } else {
+      this.#enqueue(bytes);
+    }
+  }
+
+  /** Resolves once everything queued so far is written, or writing failed. */
+  drained(): Promise<void> {
+    if ((this.#bytes === 0 && this.#backlog.length === 0) || this.#failed) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #enqueue(bytes: Uint8Array): void {
     this.#chunks.push(bytes);
     this.#bytes += bytes.length;
     if (!this.#writing) this.#drain();
   }
 
-  /** Resolves once everything queued so far is written, or writing failed. */
-  drained(): Promise<void> {
-    if (this.#bytes === 0 || this.#failed) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+  /** Moves work from the backlog into the queue while the peer keeps up. */
+  #refill(): void {
+    while (this.#backlog.length > 0 && this.#bytes < this.#lowWater) {
+      const head = this.#backlog[0];
+      if (head instanceof Uint8Array) {
+        this.#backlog.shift();
+        this.#backlogBytes -= head.length;
+        this.#enqueue(head);
+        continue;
+      }
+      const next = head();
+      if (next === undefined) this.#backlog.shift();
+      else this.#enqueue(next);
+    }
   }
 
   // The writer is a loop of callbacks rather than an async function: it runs
@@ -128,6 +188,7 @@ export class OutboundQueue {
     }
     this.#batch = undefined;
     this.#bytes -= batch.length;
+    if (this.#backlog.length > 0) this.#refill();
     if (this.#chunks.length > 0) return this.#drain();
     this.#writing = false;
     this.#wakeWaiters();
@@ -139,6 +200,8 @@ export class OutboundQueue {
     this.#batch = undefined;
     this.#chunks.length = 0;
     this.#bytes = 0;
+    this.#backlog.length = 0;
+    this.#backlogBytes = 0;
     this.#onError(error);
     this.#wakeWaiters();
   };

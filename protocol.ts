@@ -38,7 +38,8 @@ export type ErrorCode =
   | "no_such_user"
   | "bad_room"
   | "too_many_rooms"
-  | "storage_failed";
+  | "storage_failed"
+  | "replaced";
 
 /** Limits the server enforces, announced in its `welcome`. */
 export interface Limits {
@@ -62,12 +63,16 @@ export interface HelloFrame {
   name?: string;
   /** Room to enter; default `lobby`. */
   room?: string;
-  /** How many earlier messages to be shown on entering a room; default 50. */
+  /** How many earlier messages to be shown on entering a room; the server's default otherwise. */
   history?: number;
   /** Resuming: the last `seq` seen in `room`; exactly what came after is replayed. */
   since?: number;
+  /** Resuming: the room's `epoch` that `since` counts in. */
+  epoch?: string;
   /** Resuming: the `token` of the welcome, to take the name back at once. */
   token?: string;
+  /** Resuming with `token`: the id of the last private message seen; later ones are replayed. */
+  dmSince?: number;
 }
 /** Client → server: a chat message; `ref` comes back on the relayed copy. */
 export interface SendFrame {
@@ -86,29 +91,35 @@ export interface DirectSendFrame {
 export interface JoinRoomFrame {
   type: "join";
   room: string;
+  ref?: number;
 }
 /** Client → server: list the rooms. */
 export interface RoomsRequestFrame {
   type: "rooms";
+  ref?: number;
 }
 /** Client → server: set the topic of one's room. */
 export interface TopicFrame {
   type: "topic";
   text: string;
+  ref?: number;
 }
 /** Client → server: change name. */
 export interface NickFrame {
   type: "nick";
   name: string;
+  ref?: number;
 }
 /** Client → server: ask who is online. */
 export interface WhoRequestFrame {
   type: "who";
+  ref?: number;
 }
 /** Either direction: ping, answered with a pong carrying the same `data`. */
 export interface PingFrame {
   type: "ping";
   data?: string;
+  ref?: number;
 }
 /** Answer to a ping. */
 export interface PongFrame {
@@ -147,9 +158,11 @@ export interface WelcomeFrame {
   room: string;
   topic: string;
   seq: number;
+  /** The numbering `seq` counts in; it changes when the room's seqs start again. */
+  epoch: string;
   /** Who is in the room, this client included; a sample when many are. */
   users: string[];
-  /** How many are in the room in all. */
+  /** How many are in the room. */
   online: number;
   /** Present this in a later hello to take the name back after a drop. */
   token: string;
@@ -180,21 +193,28 @@ export interface DirectFrame {
   to: string;
   text: string;
   ref?: number;
+  /** Set on one replayed after a takeover (`token` and `dmSince` in the hello). */
+  replay?: boolean;
 }
 /** Server → client: `count` earlier messages of `room` follow; `gone` were past retention. */
 export interface HistoryFrame {
   type: "history";
   room: string;
+  /** The numbering the replayed seqs count in. */
+  epoch: string;
   count: number;
   gone: number;
+  /** The hello's `since` was of another epoch: these are the last messages instead. */
+  restarted?: boolean;
 }
 /** Server → client: you are now in `room` (after a `join`). */
 export interface RoomFrame {
   type: "room";
   room: string;
   topic: string;
-  /** The seq of the room's last message so far. */
+  /** The seq of the room's last message so far, and the numbering it counts in. */
   seq: number;
+  epoch: string;
   users: string[];
   online: number;
 }
@@ -257,6 +277,8 @@ export interface FrameError {
   type: "frame_error";
   code: "bad_frame" | "frame_too_large";
   message: string;
+  /** The refused frame's `ref`, when it could be read. */
+  ref?: number;
 }
 
 // ---------------------------------------------------------------- encoding
@@ -382,8 +404,10 @@ function tooLarge(max: number): FrameError {
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-function badFrame(message: string): FrameError {
-  return { type: "frame_error", code: "bad_frame", message };
+function badFrame(message: string, ref?: number): FrameError {
+  return ref === undefined
+    ? { type: "frame_error", code: "bad_frame", message }
+    : { type: "frame_error", code: "bad_frame", message, ref };
 }
 
 /** Decodes a line's bytes as strict UTF-8 JSON, giving an object or an error. */
@@ -453,10 +477,23 @@ class Fields {
   }
 }
 
-/** Builds the frame or the error a {@linkcode Fields} check ended with. */
-function checked<T>(fields: Fields, build: () => T): T | FrameError {
+/**
+ * Builds the frame or the error a {@linkcode Fields} check ended with; the
+ * error carries the frame's `ref` when it has a valid one. Absent optional
+ * fields are left out rather than set to undefined.
+ */
+function checked<T extends object>(fields: Fields, build: () => T): T | FrameError {
   const frame = build();
-  return fields.problem === undefined ? frame : badFrame(fields.problem);
+  if (fields.problem !== undefined) return badFrame(fields.problem, refOf(fields.object));
+  for (const key of Object.keys(frame) as (keyof T)[]) {
+    if (frame[key] === undefined) delete frame[key];
+  }
+  return frame;
+}
+
+/** A frame's `ref`, if it has one that is valid. */
+function refOf(object: Record<string, unknown>): number | undefined {
+  return Number.isSafeInteger(object.ref) ? object.ref as number : undefined;
 }
 
 /**
@@ -483,7 +520,9 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
         room: f.string("room", true),
         history: f.integer("history", true),
         since: f.integer("since", true),
+        epoch: f.string("epoch", true),
         token: f.string("token", true),
+        dmSince: f.integer("dmSince", true),
       }));
     case "dm":
       return checked(f, () => ({
@@ -493,11 +532,19 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
         ref: f.integer("ref", true),
       }));
     case "join":
-      return checked(f, () => ({ type: "join" as const, room: f.string("room")! }));
+      return checked(f, () => ({
+        type: "join" as const,
+        room: f.string("room")!,
+        ref: f.integer("ref", true),
+      }));
     case "rooms":
-      return { type: "rooms" };
+      return checked(f, () => ({ type: "rooms" as const, ref: f.integer("ref", true) }));
     case "topic":
-      return checked(f, () => ({ type: "topic" as const, text: f.string("text")! }));
+      return checked(f, () => ({
+        type: "topic" as const,
+        text: f.string("text")!,
+        ref: f.integer("ref", true),
+      }));
     case "msg":
       return checked(f, () => ({
         type: "msg" as const,
@@ -505,16 +552,25 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
         ref: f.integer("ref", true),
       }));
     case "nick":
-      return checked(f, () => ({ type: "nick" as const, name: f.string("name")! }));
+      return checked(f, () => ({
+        type: "nick" as const,
+        name: f.string("name")!,
+        ref: f.integer("ref", true),
+      }));
     case "who":
-      return { type: "who" };
+      return checked(f, () => ({ type: "who" as const, ref: f.integer("ref", true) }));
     case "ping":
+      return checked(f, () => ({
+        type: "ping" as const,
+        data: f.string("data", true),
+        ref: f.integer("ref", true),
+      }));
     case "pong":
-      return checked(f, () => ({ type: object.type as "ping", data: f.string("data", true) }));
+      return checked(f, () => ({ type: "pong" as const, data: f.string("data", true) }));
     case "quit":
       return { type: "quit" };
     default:
-      return badFrame(`unknown frame type ${JSON.stringify(object.type)}`);
+      return badFrame(`unknown frame type ${JSON.stringify(object.type)}`, refOf(object));
   }
 }
 
@@ -549,6 +605,7 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         room: f.string("room")!,
         topic: f.string("topic")!,
         seq: f.integer("seq")!,
+        epoch: f.string("epoch")!,
         users: f.strings("users")!,
         online: f.integer("online")!,
         token: f.string("token")!,
@@ -582,13 +639,16 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         to: f.string("to")!,
         text: f.string("text")!,
         ref: f.integer("ref", true),
+        replay: f.boolean("replay", true),
       }));
     case "history":
       return checked(f, () => ({
         type: "history" as const,
         room: f.string("room")!,
+        epoch: f.string("epoch")!,
         count: f.integer("count")!,
         gone: f.integer("gone")!,
+        restarted: f.boolean("restarted", true),
       }));
     case "room":
       return checked(f, () => ({
@@ -596,6 +656,7 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         room: f.string("room")!,
         topic: f.string("topic")!,
         seq: f.integer("seq")!,
+        epoch: f.string("epoch")!,
         users: f.strings("users")!,
         online: f.integer("online")!,
       }));

@@ -16,8 +16,9 @@
 import { ExitCode, Failure, formatAddress, integerFlag, parseFlags, UsageError } from "./cli.ts";
 import { Hub } from "./hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
-import { Session, slowConsumer } from "./session.ts";
-import { DatabaseError, SqliteStore } from "./store.ts";
+import { renderLine, Session, slowConsumer } from "./session.ts";
+import { DatabaseError } from "./store/sqlite.ts";
+import { StoreWriter } from "./store/writer.ts";
 
 /** Everything `chat serve` can be told; every field has a default. */
 export interface ServeOptions {
@@ -102,7 +103,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const config = { ...SERVE_DEFAULTS, ...given } as typeof SERVE_DEFAULTS & ServeOptions;
   const log = options.log ?? (() => {});
-  const store = config.db === undefined ? undefined : SqliteStore.open(config.db);
+  const opened = config.db === undefined
+    ? undefined
+    : StoreWriter.open(config.db, { retention: config.retention });
   const sessions = new Map<Session, Promise<void>>();
   let hub: Hub;
   let listener: Deno.TcpListener;
@@ -111,7 +114,8 @@ export function serve(options: ServeOptions = {}): ChatServer {
       announceLimit: config.announceLimit,
       retention: config.retention,
       maxRooms: config.maxRooms,
-      store,
+      journal: opened?.writer,
+      loaded: opened?.loaded,
       onOverflow: (member) =>
         (member as Session).close("slow_consumer", {
           notice: slowConsumer(config.maxQueueBytes),
@@ -120,18 +124,19 @@ export function serve(options: ServeOptions = {}): ChatServer {
       onStoreError: (error, refused) => {
         log(`cannot store ${refused.length} message(s): ${error}`);
         for (const { member, ref } of refused) {
-          member.deliver(encodeFrame({
+          const error: ErrorFrame = {
             type: "error",
             code: "storage_failed",
             message: "the server could not store your message, so it was not sent; try again",
             ...(ref === undefined ? {} : { ref }),
-          }));
+          };
+          member.deliver(member.plain ? renderLine(error) : encodeFrame(error));
         }
       },
     });
     listener = Deno.listen({ hostname: config.hostname, port: config.port });
   } catch (error) {
-    store?.close();
+    opened?.writer.close();
     throw error;
   }
   const limits: Limits = {
@@ -197,7 +202,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
       stopping ??= (async () => {
         listener.close();
         await accepting;
-        hub.close();
+        await hub.close();
         const notice: ErrorFrame = {
           type: "error",
           code: "server_shutdown",
@@ -205,7 +210,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
         };
         for (const session of sessions.keys()) session.close("server_shutdown", { notice });
         await Promise.all(sessions.values());
-        store?.close();
+        await opened?.writer.close();
         log("stopped");
       })();
       return stopping;

@@ -6,8 +6,10 @@
  * line decides what kind of client this is: a line starting with `{` must be
  * the protocol's `hello`; any other line, or a few hundred milliseconds of
  * silence, makes it a plain-text client (nc, telnet) that gets a banner and
- * a guest name. Outbound bytes go through the session's own bounded
- * {@linkcode OutboundQueue}.
+ * a guest name. A hello that comes after that (a slow network) still turns
+ * the connection into a protocol one; no line that is a JSON object is ever
+ * relayed as text. Outbound bytes go through the session's own bounded
+ * {@linkcode OutboundQueue}, which paces replays to the reader.
  *
  * {@linkcode Session.close} is the single way out, whatever the cause (quit,
  * end of stream, reset, slow consumer, shutdown): it runs once, removes the
@@ -24,9 +26,11 @@ import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
 import {
   type ClientFrame,
+  type DirectFrame,
   encodeFrame,
   type ErrorCode,
   type ErrorFrame,
+  type HelloFrame,
   type Limits,
   type Line,
   LineDecoder,
@@ -91,7 +95,7 @@ export class Session implements Member {
       onError: () => this.close("connection lost"),
     });
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
-    this.#bucket = new TokenBucket(ctx.limits);
+    this.#bucket = new TokenBucket({ ...ctx.limits, slack: rateSlack(ctx.limits.rate) });
     this.#history = ctx.defaultHistory;
   }
 
@@ -176,12 +180,12 @@ export class Session implements Member {
   }
 
   #encode(frame: ServerFrame): Uint8Array {
-    if (!this.plain) return encodeFrame(frame);
-    return textEncoder.encode((renderFrame(frame) ?? "") + "\r\n");
+    return this.plain ? renderLine(frame) : encodeFrame(frame);
   }
 
-  #error(code: ErrorCode, message: string, extra: Partial<ErrorFrame> = {}): void {
-    this.#send({ type: "error", code, message, ...extra });
+  /** Sends an error; `ref` is the refused frame's, echoed so the client can match it. */
+  #error(code: ErrorCode, message: string, ref?: number, extra: Partial<ErrorFrame> = {}): void {
+    this.#send({ type: "error", code, message, ...(ref === undefined ? {} : { ref }), ...extra });
   }
 
   #handleLine(line: Line): void {
@@ -191,22 +195,52 @@ export class Session implements Member {
       this.#mode = line instanceof Uint8Array && line[0] === 0x7b /* { */ ? "protocol" : "plain";
       if (this.#mode === "plain") this.#startPlain();
     }
-    if (this.#mode === "plain") {
-      if (line instanceof Uint8Array) this.#handleText(textDecoder.decode(line));
-      else {this.#error(
-          line.code,
-          `line too long (the limit is ${this.#ctx.limits.maxFrameBytes} bytes); not sent`,
-        );}
-      return;
-    }
+    if (this.#mode === "plain") return this.#handlePlainLine(line);
     const frame = line instanceof Uint8Array ? parseClientFrame(line) : line;
     if (frame.type === "frame_error") {
-      this.#error(frame.code, frame.message);
+      this.#error(frame.code, frame.message, frame.ref);
       if (!this.#joined) this.close(`protocol error: ${frame.message}`);
       return;
     }
     if (!this.#joined) return this.#hello(frame);
     this.#handleFrame(frame);
+  }
+
+  /**
+   * A line from a plain-text client. A line that is a JSON object is never
+   * relayed: a hello that came after the plain-text wait (a slow network)
+   * turns this into a protocol session, anything else is refused.
+   */
+  #handlePlainLine(line: Line): void {
+    if (!(line instanceof Uint8Array)) {
+      return this.#error(
+        line.code,
+        `line too long (the limit is ${this.#ctx.limits.maxFrameBytes} bytes); not sent`,
+      );
+    }
+    if (line[0] === 0x7b /* { */) {
+      const frame = parseClientFrame(line);
+      if (frame.type === "hello") return this.#lateHello(frame);
+      if (frame.type !== "frame_error" || !/JSON|UTF-8/.test(frame.message)) {
+        return this.#error(
+          "bad_frame",
+          "that line looks like a protocol frame, so it was not sent (a protocol client must " +
+            "open with its hello); to send it as text, start the line with a space",
+        );
+      }
+    }
+    this.#handleText(textDecoder.decode(line));
+  }
+
+  /** A protocol client whose hello came after it was taken for a plain-text one. */
+  #lateHello(frame: HelloFrame): void {
+    this.#ctx.hub.leave(this, "switched to the chat protocol");
+    this.#joined = false;
+    this.#mode = "protocol";
+    this.plain = false;
+    this.#history = this.#ctx.defaultHistory;
+    this.#ctx.log(`late hello from ${this.remote}: now a protocol client`);
+    this.#hello(frame);
   }
 
   #hello(frame: ClientFrame): void {
@@ -243,7 +277,9 @@ export class Session implements Member {
     const holder = this.#ctx.hub.holder(name) as Session | undefined;
     const resumed = holder !== undefined && frame.token !== undefined &&
       holder.token === frame.token;
-    if (resumed) holder.close("replaced by a new connection", { silent: true });
+    if (resumed) {
+      holder.close("replaced by a new connection", { silent: true, notice: replaced() });
+    }
     if (!this.#ctx.hub.claim(this, name)) {
       this.#error("name_taken", `the name "${name}" is taken; choose another with --name`);
       this.close("name taken");
@@ -255,6 +291,7 @@ export class Session implements Member {
     const entry = this.#ctx.hub.enter(this, roomName, {
       history: this.#history,
       since: frame.since,
+      epoch: frame.epoch,
     });
     if (entry === undefined) {
       this.#error("too_many_rooms", "there are too many rooms already; join an existing one");
@@ -270,39 +307,65 @@ export class Session implements Member {
       room: entry.room.name,
       topic: entry.room.topic,
       seq: entry.room.relayedSeq,
+      epoch: entry.room.epoch,
       users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
       online: entry.room.members.size,
       token: this.token,
     });
+    if (resumed && frame.dmSince !== undefined) {
+      this.#replayDirects(this.#ctx.hub.directsAfter(this, frame.dmSince));
+    }
     this.#sendHistory(entry);
     if (!resumed) this.#ctx.hub.announceJoin(this);
   }
 
+  /** Private messages the old connection may not have passed on, marked as replayed. */
+  #replayDirects(frames: DirectFrame[]): void {
+    for (const frame of frames) this.#send({ ...frame, replay: true });
+  }
+
   /** Validates a room name; sends the error and returns undefined if it is bad. */
-  #checkRoom(wanted: string): string | undefined {
+  #checkRoom(wanted: string, ref?: number): string | undefined {
     const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
     if (checked.ok) return checked.name;
-    this.#error("bad_room", `cannot use that room name: ${checked.reason}`);
+    this.#error("bad_room", `cannot use that room name: ${checked.reason}`, ref);
     return undefined;
   }
 
-  /** Replays earlier messages after a `history` frame (always sent to protocol clients). */
+  /**
+   * Replays earlier messages after a `history` frame (always sent to
+   * protocol clients), paced to the reader: a replay of any size arrives
+   * whole, and what happens meanwhile follows it.
+   */
   #sendHistory(entry: Entry): void {
     if (this.plain && entry.replay.length === 0 && entry.gone === 0) return;
-    const room = entry.room.name;
-    this.#send({ type: "history", room, count: entry.replay.length, gone: entry.gone });
-    for (const message of entry.replay) this.#send(messageFrame(message, true));
+    const { room, replay } = entry;
+    this.#send({
+      type: "history",
+      room: room.name,
+      epoch: room.epoch,
+      count: replay.length,
+      gone: entry.gone,
+      ...(entry.restarted ? { restarted: true } : {}),
+    });
+    // Encoded as this session is now: a late hello must not turn a text replay into frames.
+    const encode = this.plain ? renderLine : encodeFrame;
+    let next = 0;
+    this.#queue.pushPaced(() =>
+      next < replay.length ? encode(messageFrame(replay[next++], true)) : undefined
+    );
     if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
   }
 
-  #join(wanted: string): void {
-    const roomName = this.#checkRoom(wanted);
+  #join(wanted: string, ref?: number): void {
+    const roomName = this.#checkRoom(wanted, ref);
     if (roomName === undefined) return;
     const entry = this.#ctx.hub.enter(this, roomName, { history: this.#history });
     if (entry === undefined) {
       return this.#error(
         "too_many_rooms",
         "there are too many rooms already; join an existing one",
+        ref,
       );
     }
     this.#send({
@@ -310,6 +373,7 @@ export class Session implements Member {
       room: entry.room.name,
       topic: entry.room.topic,
       seq: entry.room.relayedSeq,
+      epoch: entry.room.epoch,
       users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
       online: entry.room.members.size,
     });
@@ -317,10 +381,10 @@ export class Session implements Member {
     this.#ctx.hub.announceJoin(this);
   }
 
-  #topic(text: string): void {
+  #topic(text: string, ref?: number): void {
     const topic = text.trim();
     if ([...topic].length > MAX_TOPIC_LENGTH) {
-      return this.#error("bad_frame", `a topic is at most ${MAX_TOPIC_LENGTH} characters`);
+      return this.#error("bad_frame", `a topic is at most ${MAX_TOPIC_LENGTH} characters`, ref);
     }
     this.#ctx.hub.setTopic(this, topic);
   }
@@ -328,11 +392,7 @@ export class Session implements Member {
   #direct(to: string, text: string, ref?: number): void {
     if (!this.#allowed(text, ref)) return;
     if (!this.#ctx.hub.direct(this, to, text, ref)) {
-      this.#error(
-        "no_such_user",
-        `nobody called "${to}" is online`,
-        ref === undefined ? {} : { ref },
-      );
+      this.#error("no_such_user", `nobody called "${to}" is online`, ref);
     }
   }
 
@@ -343,13 +403,13 @@ export class Session implements Member {
       case "dm":
         return this.#direct(frame.to, frame.text, frame.ref);
       case "join":
-        return this.#join(frame.room);
+        return this.#join(frame.room, frame.ref);
       case "rooms":
         return this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
       case "topic":
-        return this.#topic(frame.text);
+        return this.#topic(frame.text, frame.ref);
       case "nick":
-        return this.#rename(frame.name);
+        return this.#rename(frame.name, frame.ref);
       case "who":
         return this.#who();
       case "ping":
@@ -368,14 +428,23 @@ export class Session implements Member {
   }
 
   #say(text: string, ref?: number): void {
-    if (this.#allowed(text, ref)) this.#ctx.hub.say(this, text, ref);
+    if (!this.#allowed(text, ref)) return;
+    const result = this.#ctx.hub.say(this, text, ref);
+    if (result === "busy") {
+      this.#error(
+        "storage_failed",
+        "the server's database is not keeping up, so your message was not sent; try again",
+        ref,
+      );
+    } else if (result === "closed") {
+      this.#error("server_shutdown", "the server is shutting down; your message was not sent", ref);
+    }
   }
 
   /** Checks a message is not empty and within the rate; says why not. */
   #allowed(text: string, ref?: number): boolean {
-    const refField = ref === undefined ? {} : { ref };
     if (text.trim() === "") {
-      this.#error("bad_frame", "a message cannot be empty", refField);
+      this.#error("bad_frame", "a message cannot be empty", ref);
       return false;
     }
     const waitMs = this.#bucket.take(performance.now());
@@ -383,18 +452,19 @@ export class Session implements Member {
       this.#error(
         "rate_limited",
         `slow down: at most ${this.#ctx.limits.rate} messages a second; not sent, try again in ${waitMs} ms`,
-        { ...refField, retryMs: waitMs },
+        ref,
+        { retryMs: waitMs },
       );
       return false;
     }
     return true;
   }
 
-  #rename(wanted: string): void {
+  #rename(wanted: string, ref?: number): void {
     const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
-    if (!checked.ok) return this.#error("bad_name", `cannot use that name: ${checked.reason}`);
+    if (!checked.ok) return this.#error("bad_name", `cannot use that name: ${checked.reason}`, ref);
     if (!this.#ctx.hub.rename(this, checked.name)) {
-      this.#error("name_taken", `the name "${checked.name}" is taken`);
+      this.#error("name_taken", `the name "${checked.name}" is taken`, ref);
     }
   }
 
@@ -450,6 +520,25 @@ export class Session implements Member {
   }
 }
 
+/**
+ * Rate-limit tokens allowed beyond the burst: a quarter of a second's worth,
+ * so that a client keeping to the announced rate is never refused because
+ * the network delayed some of its messages and delivered them together.
+ */
+export function rateSlack(rate: number): number {
+  return Math.max(2, Math.ceil(rate / 4));
+}
+
+/** The error a connection gets when a new one with its token takes its name over. */
+function replaced(): ErrorFrame {
+  return {
+    type: "error",
+    code: "replaced",
+    message: "disconnected: a new connection took over your name with your token " +
+      "(is chat running twice under this name?)",
+  };
+}
+
 /** The error a slow consumer is sent before it is cut off. */
 export function slowConsumer(limit: number): ErrorFrame {
   return {
@@ -457,6 +546,11 @@ export function slowConsumer(limit: number): ErrorFrame {
     code: "slow_consumer",
     message: `disconnected: you fell more than ${limit} bytes behind the chat`,
   };
+}
+
+/** A frame as a plain-text client sees it: one line of text. */
+export function renderLine(frame: ServerFrame): Uint8Array {
+  return textEncoder.encode((renderFrame(frame) ?? "") + "\r\n");
 }
 
 /** Reads a connection as chunks; each chunk is valid until the next one. */

@@ -7,6 +7,19 @@
  * @module
  */
 
+/** Options for {@linkcode TokenBucket}. */
+export interface TokenBucketOptions {
+  /** Tokens added per second. */
+  rate: number;
+  /** Tokens at the start, and most that can be saved up. */
+  burst: number;
+  /**
+   * Extra tokens beyond `burst`, so that a client keeping to `rate` and
+   * `burst` is never refused when the network bunches its messages up.
+   */
+  slack?: number;
+}
+
 /**
  * Limits how often something may happen.
  *
@@ -16,34 +29,41 @@
  * const bucket = new TokenBucket({ rate: 2, burst: 1 });
  * bucket.take(0); // 0: allowed
  * bucket.take(0); // 500: refused, try again in 500 ms
+ * bucket.take(0); // 1000: the next refusal is told a later time, so retries don't collide
  * ```
  */
 export class TokenBucket {
   readonly #rate: number;
-  readonly #burst: number;
+  readonly #capacity: number;
   #tokens: number;
   #updated: number | undefined;
+  /** When the last refused action was told to come back. */
+  #lastRetryAt = -Infinity;
 
-  constructor(options: { rate: number; burst: number }) {
+  constructor(options: TokenBucketOptions) {
     this.#rate = options.rate;
-    this.#burst = Math.max(1, options.burst);
-    this.#tokens = this.#burst;
+    this.#capacity = Math.max(1, options.burst) + (options.slack ?? 0);
+    this.#tokens = this.#capacity;
   }
 
   /**
    * Takes one token at time `nowMs`. Returns 0 when allowed, otherwise the
-   * milliseconds until a token will be there (nothing is taken then).
+   * milliseconds to wait before trying again (nothing is taken then).
+   * Refusals in a row are told times a token apart: each retry finds its
+   * own token.
    */
   take(nowMs: number): number {
     if (this.#updated !== undefined) {
       const refill = ((nowMs - this.#updated) / 1000) * this.#rate;
-      this.#tokens = Math.min(this.#burst, this.#tokens + Math.max(0, refill));
+      this.#tokens = Math.min(this.#capacity, this.#tokens + Math.max(0, refill));
     }
     this.#updated = nowMs;
     if (this.#tokens >= 1) {
       this.#tokens -= 1;
       return 0;
     }
-    return Math.max(1, Math.ceil(((1 - this.#tokens) / this.#rate) * 1000));
+    const ready = nowMs + ((1 - this.#tokens) / this.#rate) * 1000;
+    this.#lastRetryAt = Math.max(ready, this.#lastRetryAt + 1000 / this.#rate);
+    return Math.max(1, Math.ceil(this.#lastRetryAt - nowMs));
   }
 }

@@ -10,7 +10,7 @@
 
 import { ExitCode, Failure, parseFlags, UsageError } from "./cli.ts";
 import { neutralize, validateName } from "./protocol.ts";
-import { DatabaseError, readTranscript, type StoredMessage } from "./store.ts";
+import { DatabaseError, readTranscript, type StoredMessage } from "./store/sqlite.ts";
 
 /** `chat log --help`. */
 export const LOG_HELP = `Usage: chat log --db FILE [options]

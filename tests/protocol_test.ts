@@ -62,11 +62,7 @@ Deno.test("a frame round-trips through encode and parse", () => {
   };
   const line = encodeFrame(frame);
   assert.equal(line[line.length - 1], 10);
-  assert.deepEqual(parseServerFrame(line.subarray(0, -1)), {
-    ...frame,
-    ref: undefined,
-    replay: undefined,
-  });
+  assert.deepEqual(parseServerFrame(line.subarray(0, -1)), frame);
 });
 
 Deno.test("client frames are checked field by field", () => {
@@ -79,17 +75,13 @@ Deno.test("client frames are checked field by field", () => {
   assert.deepEqual(parse('{"type":"hello","version":1,"room":"lab","since":4}'), {
     type: "hello",
     version: 1,
-    name: undefined,
     room: "lab",
-    history: undefined,
     since: 4,
-    token: undefined,
   });
   assert.deepEqual(parse('{"type":"dm","to":"bob","text":"psst"}'), {
     type: "dm",
     to: "bob",
     text: "psst",
-    ref: undefined,
   });
   const bad = [
     '{"type":"msg","text":5}',

@@ -148,7 +148,13 @@ Deno.test("resuming with since replays exactly what was missed, and says what is
       ["a6", true],
     ]);
     const history = back.frames.received.find((f) => f.type === "history");
-    assert.deepEqual(history, { type: "history", room: "lobby", count: 3, gone: 0 });
+    assert.deepEqual(history, {
+      type: "history",
+      room: "lobby",
+      epoch: bob.welcome!.epoch,
+      count: 3,
+      gone: 0,
+    });
 
     for (let i = 7; i <= 12; i++) await ada.send({ type: "msg", text: `a${i}` });
     await ada.waitForMessages(12);

@@ -14,7 +14,7 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { nameKey } from "./protocol.ts";
+import { newEpoch } from "../history.ts";
 
 /** A stored chat message. */
 export interface StoredMessage {
@@ -27,15 +27,39 @@ export interface StoredMessage {
   ref?: number;
 }
 
-/** A room as loaded at start: its topic, last seq and recent messages. */
-export interface StoredRoom {
+/** A room's row: its name, topic, and the epoch its seqs count in. */
+export interface RoomRecord {
   name: string;
   topic: string;
+  epoch: string;
+}
+
+/** A room as loaded at start: its record, last seq and recent messages. */
+export interface StoredRoom extends RoomRecord {
   lastSeq: number;
   recent: StoredMessage[];
 }
 
-const ID_BLOCK = 100_000;
+/** Ids are reserved this many at a time. */
+export const ID_BLOCK = 100_000;
+
+/** What a server starts from: the rooms, and where ids go on. */
+export interface LoadedState {
+  rooms: StoredRoom[];
+  /** The first id not yet used. */
+  nextId: number;
+  /** Ids below this are reserved on disk for this run. */
+  reservedUntil: number;
+}
+
+/**
+ * The key a room's rows are filed under. It stays this simple (not the
+ * hub's lookalike-proof name key) so that a database keeps working when the
+ * name rules change.
+ */
+function roomKey(name: string): string {
+  return name.normalize("NFC").toLowerCase();
+}
 
 /**
  * The database could not be opened or read: a wrong path, a folder that is
@@ -43,7 +67,7 @@ const ID_BLOCK = 100_000;
  *
  * @example
  * ```ts
- * import { DatabaseError, SqliteStore } from "./store.ts";
+ * import { DatabaseError, SqliteStore } from "./sqlite.ts";
  * try {
  *   SqliteStore.open("/no/such/folder/chat.db");
  * } catch (error) {
@@ -62,7 +86,8 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS rooms (
     key TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    topic TEXT NOT NULL DEFAULT ''
+    topic TEXT NOT NULL DEFAULT '',
+    epoch TEXT NOT NULL DEFAULT ''
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS messages (
     room_key TEXT NOT NULL,
@@ -83,7 +108,7 @@ const SCHEMA = `
  *
  * @example
  * ```ts
- * import { SqliteStore } from "./store.ts";
+ * import { SqliteStore } from "./sqlite.ts";
  * const store = SqliteStore.open("chat.db");
  * const { rooms, nextId } = store.load(1000);
  * store.close();
@@ -94,7 +119,6 @@ export class SqliteStore {
   readonly #path: string;
   readonly #insertMessage: StatementSync;
   readonly #upsertRoom: StatementSync;
-  #reservedUntil = 0;
 
   private constructor(db: DatabaseSync, path: string) {
     this.#db = db;
@@ -103,18 +127,28 @@ export class SqliteStore {
       "INSERT INTO messages (room_key, seq, id, ts, sender, text, ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     this.#upsertRoom = db.prepare(
-      "INSERT INTO rooms (key, name, topic) VALUES (?, ?, ?) " +
+      "INSERT INTO rooms (key, name, topic, epoch) VALUES (?, ?, ?, ?) " +
         "ON CONFLICT (key) DO UPDATE SET topic = excluded.topic",
     );
   }
 
-  /** Opens (creating if need be) the database at `path`; throws {@linkcode DatabaseError}. */
-  static open(path: string): SqliteStore {
+  /**
+   * Opens (creating if need be) the database at `path`; throws
+   * {@linkcode DatabaseError}. A write waits at most `busyTimeoutMs` for
+   * another process's lock before it fails.
+   */
+  static open(path: string, options: { busyTimeoutMs?: number } = {}): SqliteStore {
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(path);
-      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+      const busy = options.busyTimeoutMs ?? 5000;
+      db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busy};`);
       db.exec(SCHEMA);
+      // Databases made before rooms had epochs.
+      const columns = db.prepare("PRAGMA table_info(rooms)").all() as { name: string }[];
+      if (!columns.some((c) => c.name === "epoch")) {
+        db.exec("ALTER TABLE rooms ADD COLUMN epoch TEXT NOT NULL DEFAULT ''");
+      }
       return new SqliteStore(db, path);
     } catch (error) {
       db?.close();
@@ -124,9 +158,9 @@ export class SqliteStore {
 
   /**
    * Loads every room with its last `retention` messages, and the next free
-   * id; throws {@linkcode DatabaseError}.
+   * id, reserving a block of ids from it; throws {@linkcode DatabaseError}.
    */
-  load(retention: number): { rooms: StoredRoom[]; nextId: number } {
+  load(retention: number): LoadedState {
     try {
       return this.#load(retention);
     } catch (error) {
@@ -134,12 +168,13 @@ export class SqliteStore {
     }
   }
 
-  #load(retention: number): { rooms: StoredRoom[]; nextId: number } {
-    const rooms = this.#db.prepare("SELECT key, name, topic FROM rooms ORDER BY key").all() as {
-      key: string;
-      name: string;
-      topic: string;
-    }[];
+  #load(retention: number): LoadedState {
+    const rooms = this.#db.prepare("SELECT key, name, topic, epoch FROM rooms ORDER BY key")
+      .all() as { key: string; name: string; topic: string; epoch: string }[];
+    const setEpoch = this.#db.prepare("UPDATE rooms SET epoch = ? WHERE key = ?");
+    for (const room of rooms) {
+      if (room.epoch === "") setEpoch.run(room.epoch = newEpoch(), room.key);
+    }
     const recent = this.#db.prepare(
       "SELECT seq, id, ts, sender, text, ref FROM messages WHERE room_key = ? " +
         "ORDER BY seq DESC LIMIT ?",
@@ -149,6 +184,7 @@ export class SqliteStore {
       return {
         name: room.name,
         topic: room.topic,
+        epoch: room.epoch,
         lastSeq: rows.at(-1)?.seq ?? 0,
         recent: rows.map((row) => fromRow(room.name, row)),
       };
@@ -160,29 +196,25 @@ export class SqliteStore {
       id: number | null;
     }).id ?? 0;
     const nextId = Math.max(reserved?.value ?? 1, maxId + 1);
-    this.reserveIds(nextId);
-    return { rooms: loaded, nextId };
+    const reservedUntil = nextId + ID_BLOCK;
+    this.reserveIdsUntil(reservedUntil);
+    return { rooms: loaded, nextId, reservedUntil };
   }
 
-  /**
-   * Makes sure ids below `nextId` can never be handed out again, reserving a
-   * block ahead so that this is a write per block, not per message.
-   */
-  reserveIds(nextId: number): void {
-    if (nextId < this.#reservedUntil) return;
-    this.#reservedUntil = nextId + ID_BLOCK;
-    this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)").run(
-      this.#reservedUntil,
-    );
+  /** Records that no id below `until` may be handed out again, after a restart too. */
+  reserveIdsUntil(until: number): void {
+    this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)").run(until);
   }
 
   /** Stores messages and room topics in one transaction; throws on failure. */
-  write(messages: StoredMessage[], rooms: { name: string; topic: string }[]): void {
+  write(messages: StoredMessage[], rooms: RoomRecord[]): void {
     this.#db.exec("BEGIN");
     try {
-      for (const room of rooms) this.#upsertRoom.run(nameKey(room.name), room.name, room.topic);
+      for (const room of rooms) {
+        this.#upsertRoom.run(roomKey(room.name), room.name, room.topic, room.epoch);
+      }
       for (const m of messages) {
-        this.#insertMessage.run(nameKey(m.room), m.seq, m.id, m.ts, m.from, m.text, m.ref ?? null);
+        this.#insertMessage.run(roomKey(m.room), m.seq, m.id, m.ts, m.from, m.text, m.ref ?? null);
       }
       this.#db.exec("COMMIT");
     } catch (error) {
@@ -225,7 +257,7 @@ function fromRow(room: string, row: Row): StoredMessage {
  *
  * @example
  * ```ts
- * import { readTranscript } from "./store.ts";
+ * import { readTranscript } from "./sqlite.ts";
  * for (const m of readTranscript("chat.db", { room: "lobby" })) console.log(m.text);
  * ```
  */
@@ -244,7 +276,7 @@ export function* readTranscript(
     const params: (string | number)[] = [options.sinceMs ?? 0];
     if (options.room !== undefined) {
       where.push("m.room_key = ?");
-      params.push(nameKey(options.room));
+      params.push(roomKey(options.room));
     }
     let query: StatementSync;
     try {

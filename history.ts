@@ -1,0 +1,93 @@
+/**
+ * The recent messages of one room, for replay: exactly the last `capacity`,
+ * found by seq in constant time.
+ *
+ * Seqs in a room have no gaps, so the message with seq `s` sits at a fixed
+ * offset from the oldest one kept. Old slots are cleared as they fall out,
+ * so a room holds at most `capacity` messages however long it lives.
+ *
+ * @module
+ */
+
+import type { StoredMessage } from "./store/sqlite.ts";
+
+/**
+ * A room's retained messages, oldest first.
+ *
+ * @example
+ * ```ts
+ * import { RoomHistory } from "./history.ts";
+ * const history = new RoomHistory(2);
+ * for (const seq of [1, 2, 3]) {
+ *   history.push({ room: "lobby", seq, id: seq, ts: 0, from: "ada", text: `m${seq}` });
+ * }
+ * history.after(1).map((m) => m.seq); // [2, 3]: seq 1 is no longer kept
+ * history.last(1).map((m) => m.seq); // [3]
+ * ```
+ */
+export class RoomHistory {
+  readonly capacity: number;
+  #slots: (StoredMessage | undefined)[] = [];
+  #head = 0;
+
+  constructor(capacity: number, messages: StoredMessage[] = []) {
+    this.capacity = capacity;
+    for (const message of messages) this.push(message);
+  }
+
+  /** How many messages are kept. */
+  get length(): number {
+    return this.#slots.length - this.#head;
+  }
+
+  /** The seq of the oldest message kept, or undefined when empty. */
+  get oldestSeq(): number | undefined {
+    return this.#slots[this.#head]?.seq;
+  }
+
+  /** The seq of the newest message kept, or 0 when empty. */
+  get lastSeq(): number {
+    return this.#slots.at(-1)?.seq ?? 0;
+  }
+
+  /** Appends the next message (its seq one more than the last). */
+  push(message: StoredMessage): void {
+    this.#slots.push(message);
+    if (this.length > this.capacity) this.#slots[this.#head++] = undefined;
+    // Compact once the cleared prefix is as long as what is kept: amortised O(1).
+    if (this.#head >= this.capacity) {
+      this.#slots = this.#slots.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** The messages with a seq above `seq`, oldest first. */
+  after(seq: number): StoredMessage[] {
+    const oldest = this.oldestSeq;
+    if (oldest === undefined) return [];
+    const from = Math.max(0, seq + 1 - oldest);
+    return this.#slots.slice(this.#head + from) as StoredMessage[];
+  }
+
+  /** The last `count` messages, oldest first. */
+  last(count: number): StoredMessage[] {
+    if (count <= 0) return [];
+    return this.#slots.slice(Math.max(this.#head, this.#slots.length - count)) as StoredMessage[];
+  }
+}
+
+/**
+ * A new epoch: the name of one numbering of a room's seqs. A room gets a new
+ * one whenever its seqs start again at 1 (a restart without `--db`, a room
+ * made anew), so a client can tell new messages from a numbering that
+ * restarted.
+ *
+ * @example
+ * ```ts
+ * import { newEpoch } from "./history.ts";
+ * newEpoch(); // e.g. "9f86d081884c"
+ * ```
+ */
+export function newEpoch(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+}

@@ -1,0 +1,122 @@
+/**
+ * The server's handle on its database: writes go to a worker thread
+ * (`store/worker.ts`) and come back as promises, so the event loop never
+ * waits for SQLite.
+ *
+ * Loading happens once at start, on the calling thread, so that a database
+ * that cannot be opened is reported before the server listens.
+ *
+ * @module
+ */
+
+import { ID_BLOCK, type LoadedState, type RoomRecord } from "./sqlite.ts";
+import { SqliteStore, type StoredMessage } from "./sqlite.ts";
+
+/** A request to the worker. */
+export type WorkerRequest =
+  & { n: number }
+  & (
+    | { kind: "open"; path: string }
+    | { kind: "write"; messages: StoredMessage[]; rooms: RoomRecord[] }
+    | { kind: "reserve"; until: number }
+    | { kind: "close" }
+  );
+
+/** The worker's answer to request `n`. */
+export type WorkerReply = { n: number; ok: true } | { n: number; ok: false; error: string };
+
+type Request = WorkerRequest extends infer R ? R extends unknown ? Omit<R, "n"> : never : never;
+
+/**
+ * Writes batches to SQLite on a worker thread.
+ *
+ * @example
+ * ```ts
+ * import { StoreWriter } from "./writer.ts";
+ * const { writer, loaded } = StoreWriter.open("chat.db", { retention: 1000 });
+ * console.log(`${loaded.rooms.length} rooms`);
+ * await writer.write([], [{ name: "lobby", topic: "", epoch: "3f2a9c01" }]);
+ * await writer.close();
+ * ```
+ */
+export class StoreWriter {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  #next = 0;
+  #reservedUntil: number;
+  #closed: Promise<void> | undefined;
+  /** Why the thread died, if it did: every later request fails with it. */
+  #dead: Error | undefined;
+
+  private constructor(path: string, reservedUntil: number) {
+    this.#reservedUntil = reservedUntil;
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (event: MessageEvent<WorkerReply>) => {
+      const reply = event.data;
+      const waiter = this.#waiting.get(reply.n);
+      this.#waiting.delete(reply.n);
+      if (reply.ok) waiter?.resolve();
+      else waiter?.reject(new Error(reply.error));
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#dead = new Error(`the database thread stopped: ${event.message}`);
+      for (const waiter of this.#waiting.values()) waiter.reject(this.#dead);
+      this.#waiting.clear();
+    };
+    this.#request({ kind: "open", path }).catch(() => {}); // a failure shows on the next write
+  }
+
+  /**
+   * Loads the database at `path` (creating it if need be) and starts the
+   * writer; throws a `DatabaseError` when it cannot be used.
+   */
+  static open(path: string, options: { retention: number }): {
+    writer: StoreWriter;
+    loaded: LoadedState;
+  } {
+    const store = SqliteStore.open(path);
+    let loaded: LoadedState;
+    try {
+      loaded = store.load(options.retention);
+    } finally {
+      store.close();
+    }
+    return { writer: new StoreWriter(path, loaded.reservedUntil), loaded };
+  }
+
+  /** Stores messages and room records in one transaction; rejects if it failed. */
+  write(messages: StoredMessage[], rooms: RoomRecord[]): Promise<void> {
+    return this.#request({ kind: "write", messages, rooms });
+  }
+
+  /**
+   * Tells the writer the next id to be handed out; it reserves a new block
+   * on disk well before the current one runs out, so ids keep increasing
+   * across restarts without a write per id.
+   */
+  reserveIds(nextId: number): void {
+    if (nextId + ID_BLOCK / 2 < this.#reservedUntil) return;
+    this.#reservedUntil = nextId + ID_BLOCK;
+    this.#request({ kind: "reserve", until: this.#reservedUntil }).catch(() => {
+      // The next batch's write meets the same failure and is refused there.
+    });
+  }
+
+  /** Finishes what was posted, closes the database and stops the thread. */
+  close(): Promise<void> {
+    this.#closed ??= this.#request({ kind: "close" }).catch(() => {}).finally(() => {
+      this.#worker.terminate();
+    });
+    return this.#closed;
+  }
+
+  #request(request: Request): Promise<void> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const n = this.#next++;
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.set(n, { resolve, reject });
+      this.#worker.postMessage({ ...request, n });
+    });
+  }
+}
