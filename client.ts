@@ -692,7 +692,9 @@ class Client {
         reason = frame.message;
       }
       // Another client took our name over with our token: coming back would only fight it.
-      if (frame.type === "error" && frame.code === "replaced") this.#leaving ??= ExitCode.disconnected;
+      if (frame.type === "error" && frame.code === "replaced") {
+        this.#leaving ??= ExitCode.disconnected;
+      }
       if (frame.type === "history" && frame.restarted) {
         this.#ui.say(
           `* the server's numbering of ${frame.room} started again (it was restarted without ` +

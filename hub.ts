@@ -562,4 +562,3 @@ export class Hub {
     return bytes;
   }
 }
-

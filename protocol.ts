@@ -22,24 +22,28 @@ export const PROTOCOL_VERSION = 1;
 /** The default largest frame, in bytes, without its line ending. */
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024;
 
+/** Every error code, in the order PROTOCOL.md lists them. */
+export const ERROR_CODES = [
+  "bad_frame",
+  "frame_too_large",
+  "bad_version",
+  "not_joined",
+  "already_joined",
+  "bad_name",
+  "name_taken",
+  "bad_room",
+  "too_many_rooms",
+  "no_such_user",
+  "rate_limited",
+  "storage_failed",
+  "slow_consumer",
+  "replaced",
+  "server_full",
+  "server_shutdown",
+] as const;
+
 /** Machine-readable error codes; the `message` beside them is for people. */
-export type ErrorCode =
-  | "bad_frame"
-  | "frame_too_large"
-  | "bad_version"
-  | "bad_name"
-  | "name_taken"
-  | "rate_limited"
-  | "slow_consumer"
-  | "server_full"
-  | "server_shutdown"
-  | "not_joined"
-  | "already_joined"
-  | "no_such_user"
-  | "bad_room"
-  | "too_many_rooms"
-  | "storage_failed"
-  | "replaced";
+export type ErrorCode = typeof ERROR_CODES[number];
 
 /** Limits the server enforces, announced in its `welcome`. */
 export interface Limits {

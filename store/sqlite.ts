@@ -142,7 +142,9 @@ export class SqliteStore {
     try {
       db = new DatabaseSync(path);
       const busy = options.busyTimeoutMs ?? 5000;
-      db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busy};`);
+      db.exec(
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busy};`,
+      );
       db.exec(SCHEMA);
       // Databases made before rooms had epochs.
       const columns = db.prepare("PRAGMA table_info(rooms)").all() as { name: string }[];

@@ -53,7 +53,11 @@ scope.onmessage = (event) => {
     handle(event.data);
     reply = { n: event.data.n, ok: true };
   } catch (error) {
-    reply = { n: event.data.n, ok: false, error: error instanceof Error ? error.message : `${error}` };
+    reply = {
+      n: event.data.n,
+      ok: false,
+      error: error instanceof Error ? error.message : `${error}`,
+    };
   }
   scope.postMessage(reply);
 };

@@ -103,7 +103,10 @@ Deno.test("join exits 5 when the other side is not a chat server", async () => {
   })();
   const client = new Chat(["join", `127.0.0.1:${listener.addr.port}`]);
   assert.equal(await client.exit(), 5);
-  assert.match(client.stderr, /(sent something this client cannot read|instead of a welcome).*is it a chat server/);
+  assert.match(
+    client.stderr,
+    /(sent something this client cannot read|instead of a welcome).*is it a chat server/,
+  );
   await answering;
   listener.close();
 });
@@ -141,6 +144,10 @@ Deno.test("every compile task bakes in the same flags, and compile:all covers th
   }
   assert.match(tasks.compile, /--output dist\/chat main\.ts$/);
   assert.deepEqual(flags("serve"), SHIPPED_FLAGS, "deno task serve runs as the binary does");
+  // The database thread's module is loaded as a worker, which deno compile does not follow.
+  for (const name of ["compile", ...targets]) {
+    assert.match(tasks[name], /--include store\/worker\.ts /, `${name} embeds the worker`);
+  }
   const all = tasks["compile:all"];
   for (const name of targets) assert.ok(all.includes(`deno task ${name}`), name);
   const triples = targets.map((name) => /--target (\S+)/.exec(tasks[name])![1]).sort();

@@ -254,23 +254,40 @@ export class Proxy {
   /** How many connections it has carried. */
   connections = 0;
 
-  constructor(targetPort: number) {
+  /**
+   * With `slowStart`, what a client sends first is held back until the
+   * server has sent something: a network slow enough for the server to
+   * take the client for a silent plain-text one.
+   */
+  constructor(targetPort: number, options: { slowStart?: boolean } = {}) {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.#listener = listener;
     this.port = listener.addr.port;
     this.#accepting = (async () => {
-      for await (const conn of listener) this.#carry(conn, targetPort);
+      for await (const conn of listener) this.#carry(conn, targetPort, options.slowStart ?? false);
     })();
   }
 
-  async #carry(conn: Deno.TcpConn, targetPort: number): Promise<void> {
+  async #carry(conn: Deno.TcpConn, targetPort: number, slowStart: boolean): Promise<void> {
     this.connections++;
     const upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
     const pair: [Deno.TcpConn, Deno.TcpConn] = [conn, upstream];
     this.#pairs.add(pair);
-    const pipe = (from: Deno.TcpConn, to: Deno.TcpConn) =>
-      from.readable.pipeTo(to.writable).catch(() => {}).finally(() => this.#cutPair(pair));
-    const task = Promise.all([pipe(conn, upstream), pipe(upstream, conn)]);
+    const serverSpoke = Promise.withResolvers<void>();
+    const pipe = (from: Deno.TcpConn, to: Deno.TcpConn, onFirst = () => {}) =>
+      from.readable
+        .pipeThrough(
+          new TransformStream({ transform: (chunk, out) => (onFirst(), out.enqueue(chunk)) }),
+        )
+        .pipeTo(to.writable).catch(() => {}).finally(() => {
+          serverSpoke.resolve();
+          this.#cutPair(pair);
+        });
+    const up = async () => {
+      if (slowStart) await serverSpoke.promise;
+      await pipe(conn, upstream);
+    };
+    const task = Promise.all([up(), pipe(upstream, conn, serverSpoke.resolve)]);
     this.#tasks.add(task);
     await task;
     this.#tasks.delete(task);
