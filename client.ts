@@ -88,7 +88,8 @@ Options:
 
 Exit codes: 0 left normally, 2 bad command line, 3 could not connect or the
 server is full, 4 name refused, 5 protocol error, 6 connection lost (and not
-regained), 130 interrupted while sending piped input.`;
+regained) or name taken over by another client with the same token, 130
+interrupted while sending piped input.`;
 
 /** Reads `chat join` arguments; throws {@linkcode UsageError}. */
 export function parseJoinArgs(args: string[]): JoinOptions | "help" {
