@@ -59,6 +59,8 @@ export interface JoinOptions {
   json: boolean;
   /** How long to keep trying to reconnect, in seconds; 0 never tries. */
   retryFor: number;
+  /** Silence from the server after which it is pinged (at half) and given up on, in ms. */
+  idleTimeoutMs: number;
 }
 
 const DEFAULT_PORT = 5050;
@@ -84,6 +86,8 @@ Options:
   --history N       earlier messages to show on entering a room (default 50)
   --json            print every event as one JSON object per line
   --retry-for SECS  keep trying to reconnect this long (default 300; 0: never)
+  --idle-timeout SECS  ping a server that has been quiet for half this, and
+                    reconnect if it stays quiet this long (default 60)
   -h, --help        show this help
 
 Exit codes: 0 left normally, 2 bad command line, 3 could not connect or the
@@ -102,6 +106,7 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
       history: { type: "string" },
       json: { type: "boolean" },
       "retry-for": { type: "string" },
+      "idle-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     true,
@@ -125,6 +130,11 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
     history: int("history", values.history, 50, 100_000),
     json: values.json ?? false,
     retryFor: int("retry-for", values["retry-for"], 300, 86_400),
+    idleTimeoutMs: 1000 * integerFlag("idle-timeout", values["idle-timeout"] ?? "60", {
+      min: 2,
+      max: 86_400,
+      help,
+    }),
   };
 }
 
@@ -163,6 +173,10 @@ class Link {
   #closed = false;
   /** The first line of text skipped while waiting for the welcome. */
   #skipped: string | undefined;
+  #heardAt = performance.now();
+  #watch: ReturnType<typeof setInterval> | undefined;
+  /** Set when the link was closed because the server went quiet. */
+  silentFor: number | undefined;
 
   private constructor(conn: Deno.TcpConn, where: string) {
     this.#conn = conn;
@@ -228,7 +242,7 @@ class Link {
     if (frame?.type === "error") {
       const code = frame.code === "name_taken" || frame.code === "bad_name"
         ? ExitCode.nameRefused
-        : frame.code === "server_full"
+        : frame.code === "server_full" || frame.code === "too_many_connections"
         ? ExitCode.unavailable
         : frame.code === "server_shutdown" || frame.code === "replaced"
         ? ExitCode.disconnected
@@ -243,7 +257,29 @@ class Link {
     );
   }
 
+  /**
+   * Pings the server once it has been quiet for half `idleMs`, and closes the
+   * link if it stays quiet for `idleMs`: a dead server or network is noticed
+   * even when nobody is talking.
+   */
+  watch(idleMs: number): void {
+    let pinged = false;
+    this.#watch = setInterval(() => {
+      const silent = performance.now() - this.#heardAt;
+      if (silent < idleMs / 2) {
+        pinged = false;
+      } else if (silent >= idleMs) {
+        this.silentFor = silent;
+        this.close();
+      } else if (!pinged) {
+        pinged = true;
+        this.send({ type: "ping", data: "idle" });
+      }
+    }, Math.min(1000, idleMs / 4));
+  }
+
   close(): void {
+    clearInterval(this.#watch);
     if (this.#closed) return;
     this.#closed = true;
     try {
@@ -258,6 +294,7 @@ class Link {
     let welcomed = false;
     try {
       for await (const chunk of this.#conn.readable) {
+        this.#heardAt = performance.now();
         for (const line of decoder.push(chunk)) {
           // A server that took a slow hello for a plain-text client has sent text first.
           if (!welcomed && line instanceof Uint8Array && line[0] !== 0x7b /* { */) {
@@ -628,6 +665,7 @@ class Client {
     this.#epoch = welcome.epoch;
     this.#dmSeen ??= 0; // from here on, every private message is ours to see
     this.#outbox.attach(link, welcome);
+    link.watch(this.#options.idleTimeoutMs);
     this.#ui.setPrompt(welcome.name, welcome.room);
     return welcome;
   }
@@ -684,11 +722,16 @@ class Client {
     for (;;) {
       const frame = await link.next();
       if (frame === undefined) break;
+      if (frame.type === "ping") {
+        link.send({ type: "pong", ...(frame.data === undefined ? {} : { data: frame.data }) });
+        continue;
+      }
       if (this.#outbox.receive(frame, this.#name!)) continue;
       this.#follow(frame);
       if (
         frame.type === "error" &&
-        (frame.code === "slow_consumer" || frame.code === "server_shutdown")
+        (frame.code === "slow_consumer" || frame.code === "server_shutdown" ||
+          frame.code === "timeout")
       ) {
         reason = frame.message;
       }
@@ -714,6 +757,9 @@ class Client {
     clearTimeout(this.#quitTimer);
     link.close();
     this.#link = undefined;
+    if (link.silentFor !== undefined) {
+      reason = `the server has not answered for ${Math.round(link.silentFor / 1000)} s`;
+    }
     if (this.#leaving !== undefined) return { kind: "left", code: this.#leaving };
     return { kind: "lost", reason };
   }

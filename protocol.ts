@@ -38,6 +38,8 @@ export const ERROR_CODES = [
   "storage_failed",
   "slow_consumer",
   "replaced",
+  "timeout",
+  "too_many_connections",
   "server_full",
   "server_shutdown",
 ] as const;

@@ -32,6 +32,8 @@ export interface ServeOptions {
   maxFrameBytes?: number;
   /** Most connections at once. Default 1000. */
   maxClients?: number;
+  /** Most connections at once from one address. Default 16. */
+  maxPerAddress?: number;
   /** Messages per second per client. Default 20. */
   rate?: number;
   /** Messages a client may send at once. Default 40. */
@@ -54,6 +56,12 @@ export interface ServeOptions {
   plainTextAfterMs?: number;
   /** Time a closing connection gets to receive what it is owed. Default 2000 ms. */
   closeGraceMs?: number;
+  /** Time to finish the hello or a first plain-text line. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Silence after which a protocol client is pinged (at half) and closed. Default 60 s. */
+  idleTimeoutMs?: number;
+  /** How often timeouts are checked. Default 1000 ms. */
+  livenessCheckMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -65,6 +73,7 @@ export const SERVE_DEFAULTS = {
   name: "chat",
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxClients: 1000,
+  maxPerAddress: 16,
   rate: 20,
   burst: 40,
   maxNameLength: 32,
@@ -75,6 +84,9 @@ export const SERVE_DEFAULTS = {
   defaultHistory: 20,
   plainTextAfterMs: 300,
   closeGraceMs: 2000,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  livenessCheckMs: 1000,
 } as const;
 
 /** A running server. */
@@ -153,8 +165,16 @@ export function serve(options: ServeOptions = {}): ChatServer {
     plainTextAfterMs: config.plainTextAfterMs,
     closeGraceMs: config.closeGraceMs,
     defaultHistory: config.defaultHistory,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    clock: { now: performance.now() },
     log,
   };
+  const perAddress = new Map<string, number>();
+  const liveness = setInterval(() => {
+    const now = context.clock.now = performance.now();
+    for (const session of sessions.keys()) session.checkLiveness(now);
+  }, config.livenessCheckMs);
   let stopping: Promise<void> | undefined;
 
   function accept(conn: Deno.TcpConn): void {
@@ -174,8 +194,29 @@ export function serve(options: ServeOptions = {}): ChatServer {
       });
       return;
     }
+    const address = conn.remoteAddr.hostname;
+    const fromAddress = perAddress.get(address) ?? 0;
+    if (fromAddress >= config.maxPerAddress) {
+      log(`refused ${formatAddress(address, conn.remoteAddr.port)}: too many from that address`);
+      refuse(conn, {
+        type: "error",
+        code: "too_many_connections",
+        message: `${address} already has ${fromAddress} connections to this server, the most ` +
+          "one address may have; close one, or ask whoever runs the server to raise --max-per-address",
+      });
+      return;
+    }
+    perAddress.set(address, fromAddress + 1);
     const session = new Session(conn, context);
-    sessions.set(session, session.run().finally(() => sessions.delete(session)));
+    sessions.set(
+      session,
+      session.run().finally(() => {
+        sessions.delete(session);
+        const left = perAddress.get(address)! - 1;
+        if (left === 0) perAddress.delete(address);
+        else perAddress.set(address, left);
+      }),
+    );
   }
 
   async function acceptLoop(): Promise<void> {
@@ -201,6 +242,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
     shutdown() {
       stopping ??= (async () => {
         listener.close();
+        clearInterval(liveness);
         await accepting;
         await hub.close();
         const notice: ErrorFrame = {
@@ -247,6 +289,10 @@ Options:
   --port PORT             port to listen on, 0 for any free one (default ${SERVE_DEFAULTS.port})
   --name NAME             server name shown to clients (default ${SERVE_DEFAULTS.name})
   --max-clients N         most connections at once (default ${SERVE_DEFAULTS.maxClients})
+  --max-per-address N     most connections at once from one address
+                          (default ${SERVE_DEFAULTS.maxPerAddress}; raise it for clients behind NAT)
+  --idle-timeout SECS     ping a quiet chat client after half this, and
+                          disconnect it after this (default ${SERVE_DEFAULTS.idleTimeoutMs / 1000})
   --max-frame-bytes N     largest message line in bytes (default ${SERVE_DEFAULTS.maxFrameBytes})
   --rate N                messages per second per client (default ${SERVE_DEFAULTS.rate})
   --burst N               messages a client may send at once (default ${SERVE_DEFAULTS.burst})
@@ -278,6 +324,8 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
       port: { type: "string" },
       name: { type: "string" },
       "max-clients": { type: "string" },
+      "max-per-address": { type: "string" },
+      "idle-timeout": { type: "string" },
       "max-frame-bytes": { type: "string" },
       rate: { type: "string" },
       burst: { type: "string" },
@@ -297,6 +345,7 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
   if (values.help) return "help";
   const int = (name: string, value: string | undefined, min: number, max: number) =>
     value === undefined ? undefined : integerFlag(name, value, { min, max, help });
+  const seconds = (n: number | undefined) => n === undefined ? undefined : n * 1000;
   const name = values.name?.trim();
   if (name !== undefined && (name === "" || name.length > 64)) {
     throw new UsageError("--name must be 1 to 64 characters", help);
@@ -306,6 +355,8 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
     port: int("port", values.port, 0, 65535),
     name,
     maxClients: int("max-clients", values["max-clients"], 1, 1_000_000),
+    maxPerAddress: int("max-per-address", values["max-per-address"], 1, 1_000_000),
+    idleTimeoutMs: seconds(int("idle-timeout", values["idle-timeout"], 2, 86_400)),
     maxFrameBytes: int("max-frame-bytes", values["max-frame-bytes"], 256, 16 * 1024 * 1024),
     rate: int("rate", values.rate, 1, 1_000_000_000),
     burst: int("burst", values.burst, 1, 1_000_000_000),

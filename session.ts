@@ -54,6 +54,12 @@ export interface SessionContext {
   closeGraceMs: number;
   /** Earlier messages shown on entering a room unless the hello says otherwise. */
   defaultHistory: number;
+  /** Time to finish the hello (or a plain-text client's first line). */
+  handshakeTimeoutMs: number;
+  /** Silence after which a protocol client is pinged (at half) and then closed. */
+  idleTimeoutMs: number;
+  /** A clock the server updates about once a second, cheap to read per chunk. */
+  clock: { now: number };
   log: (line: string) => void;
 }
 
@@ -85,6 +91,10 @@ export class Session implements Member {
   #joined = false;
   #history: number;
   #closing: Promise<void> | undefined;
+  readonly #connectedAt: number;
+  /** When something last came from the peer, on the server's coarse clock. */
+  #heardAt: number;
+  #pinged = false;
 
   constructor(conn: Deno.TcpConn, ctx: SessionContext) {
     this.#conn = conn;
@@ -97,6 +107,33 @@ export class Session implements Member {
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
     this.#bucket = new TokenBucket({ ...ctx.limits, slack: rateSlack(ctx.limits.rate) });
     this.#history = ctx.defaultHistory;
+    this.#connectedAt = this.#heardAt = ctx.clock.now;
+  }
+
+  /**
+   * Called every second or so by the server: closes a connection that has
+   * not finished its hello in time, and pings a protocol client that has
+   * gone quiet, closing it when even that goes unanswered. Plain-text
+   * clients cannot answer pings; a dead one is found when a write fails.
+   */
+  checkLiveness(now: number): void {
+    if (this.closed) return;
+    const { handshakeTimeoutMs, idleTimeoutMs } = this.#ctx;
+    if (!this.#joined) {
+      if (now - this.#connectedAt < handshakeTimeoutMs) return;
+      this.#error("timeout", `no hello within ${handshakeTimeoutMs / 1000} s of connecting`);
+      this.close("protocol error: no hello in time");
+      return;
+    }
+    if (this.plain) return;
+    const silent = now - this.#heardAt;
+    if (silent >= idleTimeoutMs) {
+      this.#error("timeout", `nothing heard from you for ${Math.round(silent / 1000)} s`);
+      this.close("timed out");
+    } else if (silent >= idleTimeoutMs / 2 && !this.#pinged) {
+      this.#pinged = true;
+      this.#send({ type: "ping", data: "idle" });
+    }
   }
 
   /** Whether {@linkcode Session.close} has begun. */
@@ -108,11 +145,16 @@ export class Session implements Member {
   async run(): Promise<void> {
     this.#plainTimer = setTimeout(() => {
       this.#plainTimer = undefined; // an idle connection should not keep a spent timer
-      if (this.#mode === "undecided" && !this.closed) this.#startPlain();
+      // Only silence makes a plain-text client: a started line is waited for (up to the
+      // handshake timeout), so that a slow hello is not taken for text.
+      const silent = this.#decoder.pendingBytes === 0;
+      if (this.#mode === "undecided" && !this.closed && silent) this.#startPlain();
     }, this.#ctx.plainTextAfterMs);
     let reason = "connection closed";
     try {
       for await (const chunk of readChunks(this.#conn)) {
+        this.#heardAt = this.#ctx.clock.now;
+        this.#pinged = false;
         for (const line of this.#decoder.push(chunk)) {
           this.#handleLine(line);
           if (this.closed) return;

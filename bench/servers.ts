@@ -123,6 +123,10 @@ export const SERVERS: Record<string, ServerSpec> = {
         "1000000",
         "--max-clients",
         "20000",
+        "--max-per-address", // every load client comes from 127.0.0.1
+        "20000",
+        "--idle-timeout", // load clients that only listen do not answer pings
+        "86400",
         "--max-queue-bytes",
         "262144",
       ],

@@ -45,7 +45,7 @@ Deno.test("PROTOCOL.md: every server frame it shows is one a client can parse", 
   const frames = tableFrames("Server → client");
   assert.deepEqual(
     [...new Set(frames.map((f) => f.type))],
-    ["welcome", "history", "msg", "dm", "room", "rooms", "event", "who", "pong", "error"],
+    ["welcome", "history", "msg", "dm", "room", "rooms", "event", "who", "pong", "ping", "error"],
   );
   for (const frame of frames) {
     const parsed = parseServerFrame(encoder.encode(JSON.stringify(frame)));

@@ -20,7 +20,14 @@ import {
 
 /** Starts a server on 127.0.0.1 and a free port, quick to detect plain text. */
 export function startServer(options: ServeOptions = {}): ChatServer {
-  return serve({ hostname: "127.0.0.1", port: 0, plainTextAfterMs: 150, ...options });
+  // Every test client comes from 127.0.0.1; the hostile-client tests set their own limit.
+  return serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    plainTextAfterMs: 150,
+    maxPerAddress: 100_000,
+    ...options,
+  });
 }
 
 const DEFAULT_WAIT_MS = 10_000;
