@@ -1,6 +1,7 @@
 /**
- * The recent messages of one room, for replay: exactly the last `capacity`,
- * found by seq in constant time.
+ * The recent messages of one room, for replay: the last `capacity` of them,
+ * or fewer when they would take more than the room's byte budget, found by
+ * seq in constant time.
  *
  * Seqs in a room have no gaps, so the message with seq `s` sits at a fixed
  * offset from the oldest one kept. Old slots are cleared as they fall out,
@@ -27,12 +28,19 @@ import type { StoredMessage } from "./store/sqlite.ts";
  */
 export class RoomHistory {
   readonly capacity: number;
+  readonly maxBytes: number;
   #slots: (StoredMessage | undefined)[] = [];
   #head = 0;
+  #bytes = 0;
 
-  constructor(capacity: number, messages: StoredMessage[] = []) {
+  constructor(capacity: number, options: { maxBytes?: number } = {}) {
     this.capacity = capacity;
-    for (const message of messages) this.push(message);
+    this.maxBytes = options.maxBytes ?? Infinity;
+  }
+
+  /** Memory the kept messages take, as {@linkcode messageBytes} counts it. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** How many messages are kept. */
@@ -50,15 +58,31 @@ export class RoomHistory {
     return this.#slots.at(-1)?.seq ?? 0;
   }
 
-  /** Appends the next message (its seq one more than the last). */
-  push(message: StoredMessage): void {
+  /** Appends the next message (its seq one more than the last); returns the bytes it added. */
+  push(message: StoredMessage): number {
+    const size = messageBytes(message);
     this.#slots.push(message);
-    if (this.length > this.capacity) this.#slots[this.#head++] = undefined;
+    this.#bytes += size;
+    let freed = 0;
+    while (this.length > this.capacity || (this.#bytes > this.maxBytes && this.length > 1)) {
+      freed += this.dropOldest();
+    }
+    return size - freed;
+  }
+
+  /** Forgets the oldest message kept; returns the bytes that freed. */
+  dropOldest(): number {
+    const oldest = this.#slots[this.#head];
+    if (oldest === undefined) return 0;
+    this.#slots[this.#head++] = undefined;
+    const size = messageBytes(oldest);
+    this.#bytes -= size;
     // Compact once the cleared prefix is as long as what is kept: amortised O(1).
-    if (this.#head >= this.capacity) {
+    if (this.#head >= Math.max(16, this.length)) {
       this.#slots = this.#slots.slice(this.#head);
       this.#head = 0;
     }
+    return size;
   }
 
   /** The messages with a seq above `seq`, oldest first. */
@@ -75,6 +99,21 @@ export class RoomHistory {
     return this.#slots.slice(Math.max(this.#head, this.#slots.length - count)) as StoredMessage[];
   }
 }
+
+/**
+ * What a message costs to keep in memory, counted high: V8 may store a
+ * string at two bytes a character, plus the object around it.
+ *
+ * @example
+ * ```ts
+ * import { messageBytes } from "./history.ts";
+ * messageBytes({ room: "lobby", seq: 1, id: 1, ts: 0, from: "ada", text: "hi" }); // 134
+ * ```
+ */
+export function messageBytes(message: StoredMessage): number {
+  return 2 * (message.text.length + message.from.length) + MESSAGE_OVERHEAD;
+}
+const MESSAGE_OVERHEAD = 124;
 
 /**
  * A new epoch: the name of one numbering of a room's seqs. A room gets a new

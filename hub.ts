@@ -61,8 +61,12 @@ export class Room {
   plainCount = 0;
   readonly history: RoomHistory;
 
-  constructor(readonly name: string, readonly epoch: string, retention: number) {
-    this.history = new RoomHistory(retention);
+  constructor(
+    readonly name: string,
+    readonly epoch: string,
+    history: { retention: number; maxBytes?: number },
+  ) {
+    this.history = new RoomHistory(history.retention, { maxBytes: history.maxBytes });
   }
 
   /** The seq of the last message relayed so far. */
@@ -89,6 +93,10 @@ export interface HubOptions {
   announceLimit: number;
   /** Messages kept per room for replay. */
   retention: number;
+  /** Bytes of messages kept per room for replay; the oldest go first. Default: no limit. */
+  roomHistoryBytes?: number;
+  /** Bytes of messages kept for replay in all rooms together. Default: no limit. */
+  historyBytes?: number;
   /** Most rooms there may be. */
   maxRooms: number;
   /** Where messages are made durable; none keeps history in memory only. */
@@ -184,6 +192,8 @@ export class Hub {
   readonly #journal: Journal | undefined;
   #nextId = 1;
   #guests = 0;
+  /** Bytes of history kept in all rooms. */
+  #historyBytes = 0;
   #closed = false;
   // With a journal: what waits for the batch being written.
   #pending: Pending[] = [];
@@ -198,11 +208,11 @@ export class Hub {
     if (options.loaded) {
       this.#nextId = options.loaded.nextId;
       for (const stored of options.loaded.rooms) {
-        const room = new Room(stored.name, stored.epoch, options.retention);
+        const room = new Room(stored.name, stored.epoch, this.#historyLimits());
         room.topic = stored.topic;
         room.lastSeq = stored.lastSeq;
-        for (const message of stored.recent) room.history.push(message);
         this.#rooms.set(nameKey(room.name), room);
+        for (const message of stored.recent) this.#remember(room, message);
       }
     }
     if (!this.#rooms.has(nameKey(DEFAULT_ROOM))) this.#newRoom(DEFAULT_ROOM);
@@ -469,7 +479,7 @@ export class Hub {
   }
 
   #newRoom(name: string): Room {
-    const room = new Room(name, newEpoch(), this.#options.retention);
+    const room = new Room(name, newEpoch(), this.#historyLimits());
     this.#rooms.set(nameKey(name), room);
     this.#roomWrites.add(room);
     return room;
@@ -538,9 +548,31 @@ export class Hub {
     }
   }
 
+  #historyLimits(): { retention: number; maxBytes?: number } {
+    return { retention: this.#options.retention, maxBytes: this.#options.roomHistoryBytes };
+  }
+
+  /**
+   * Keeps a message for replay within the room's limits and the server's:
+   * over the server's budget, the room holding the most gives up its oldest.
+   */
+  #remember(room: Room, message: StoredMessage): void {
+    this.#historyBytes += room.history.push(message);
+    const budget = this.#options.historyBytes ?? Infinity;
+    while (this.#historyBytes > budget) {
+      let largest = room;
+      for (const other of this.#rooms.values()) {
+        if (other.history.bytes > largest.history.bytes) largest = other;
+      }
+      const freed = largest.history.dropOldest();
+      if (freed === 0) break;
+      this.#historyBytes -= freed;
+    }
+  }
+
   /** Adds an accepted (and, with a journal, stored) message to history and relays it. */
   #relay(message: StoredMessage, room: Room, sender: Member): void {
-    room.history.push(message);
+    this.#remember(room, message);
     const bytes = this.#deliver(room, messageFrame(message), sender);
     // A sender that moved on before the batch was stored still gets its confirmation.
     if (sender.room !== undefined && sender.room !== room && !sender.plain) {

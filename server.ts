@@ -46,6 +46,10 @@ export interface ServeOptions {
   announceLimit?: number;
   /** Messages kept per room for replay. Default 1000. */
   retention?: number;
+  /** Bytes of messages kept per room for replay. Default 8 MiB. */
+  roomHistoryBytes?: number;
+  /** Bytes of messages kept for replay in all rooms together. Default 128 MiB. */
+  historyBytes?: number;
   /** Most rooms. Default 100. */
   maxRooms?: number;
   /** Earlier messages shown on entering a room, unless the client asks. Default 20. */
@@ -66,6 +70,8 @@ export interface ServeOptions {
   log?: (line: string) => void;
 }
 
+const MB = 1024 * 1024;
+
 /** The defaults of {@linkcode ServeOptions}, shown in `chat serve --help`. */
 export const SERVE_DEFAULTS = {
   hostname: "0.0.0.0",
@@ -80,6 +86,8 @@ export const SERVE_DEFAULTS = {
   maxQueueBytes: 256 * 1024,
   announceLimit: 200,
   retention: 1000,
+  roomHistoryBytes: 8 * 1024 * 1024,
+  historyBytes: 128 * 1024 * 1024,
   maxRooms: 100,
   defaultHistory: 20,
   plainTextAfterMs: 300,
@@ -125,6 +133,8 @@ export function serve(options: ServeOptions = {}): ChatServer {
     hub = new Hub({
       announceLimit: config.announceLimit,
       retention: config.retention,
+      roomHistoryBytes: config.roomHistoryBytes,
+      historyBytes: config.historyBytes,
       maxRooms: config.maxRooms,
       journal: opened?.writer,
       loaded: opened?.loaded,
@@ -304,6 +314,12 @@ Options:
   --db FILE               keep rooms and messages in this SQLite file, so they
                           survive a restart (default: in memory only)
   --retention N           messages kept per room for replay (default ${SERVE_DEFAULTS.retention})
+  --room-history-mb N     most megabytes of messages kept per room for
+                          replay, oldest dropped first (default ${
+  SERVE_DEFAULTS.roomHistoryBytes / MB
+})
+  --history-mb N          most megabytes of messages kept for replay in all
+                          rooms together (default ${SERVE_DEFAULTS.historyBytes / MB})
   --max-rooms N           most rooms (default ${SERVE_DEFAULTS.maxRooms})
   --history N             earlier messages shown to plain-text clients on
                           joining a room (default ${SERVE_DEFAULTS.defaultHistory})
@@ -334,6 +350,8 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
       "announce-limit": { type: "string" },
       db: { type: "string" },
       retention: { type: "string" },
+      "room-history-mb": { type: "string" },
+      "history-mb": { type: "string" },
       "max-rooms": { type: "string" },
       history: { type: "string" },
       quiet: { type: "boolean" },
@@ -346,6 +364,7 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
   const int = (name: string, value: string | undefined, min: number, max: number) =>
     value === undefined ? undefined : integerFlag(name, value, { min, max, help });
   const seconds = (n: number | undefined) => n === undefined ? undefined : n * 1000;
+  const megabytes = (n: number | undefined) => n === undefined ? undefined : n * MB;
   const name = values.name?.trim();
   if (name !== undefined && (name === "" || name.length > 64)) {
     throw new UsageError("--name must be 1 to 64 characters", help);
@@ -365,6 +384,8 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
     announceLimit: int("announce-limit", values["announce-limit"], 0, 1_000_000),
     db: values.db,
     retention: int("retention", values.retention, 1, 1_000_000),
+    roomHistoryBytes: megabytes(int("room-history-mb", values["room-history-mb"], 1, 1_000_000)),
+    historyBytes: megabytes(int("history-mb", values["history-mb"], 1, 1_000_000)),
     maxRooms: int("max-rooms", values["max-rooms"], 1, 100_000),
     defaultHistory: int("history", values.history, 0, 1_000_000),
     log: values.quiet ? undefined : (line) => console.error(`${new Date().toISOString()} ${line}`),
