@@ -22,6 +22,8 @@ export const ExitCode = {
   protocol: 5,
   /** The connection was lost or the server ended it. */
   disconnected: 6,
+  /** The server refused the password, or one was needed and none given. */
+  authFailed: 7,
   /** Stopped by a second Ctrl-C. */
   interrupted: 130,
 } as const;

@@ -61,6 +61,11 @@ export interface JoinOptions {
   retryFor: number;
   /** Silence from the server after which it is pinged (at half) and given up on, in ms. */
   idleTimeoutMs: number;
+  /** Speak TLS, trusting these PEM certificates besides the system's (`--ca`). */
+  tls?: { caFile?: string };
+  /** The environment variables holding the password and the operator token. */
+  passwordEnv?: string;
+  opTokenEnv?: string;
 }
 
 const DEFAULT_PORT = 5050;
@@ -88,12 +93,17 @@ Options:
   --retry-for SECS  keep trying to reconnect this long (default 300; 0: never)
   --idle-timeout SECS  ping a server that has been quiet for half this, and
                     reconnect if it stays quiet this long (default 60)
+  --tls             connect with TLS, checking the server's certificate
+  --ca FILE         trust this PEM certificate too (a lab's own; implies --tls)
+  --password-env VAR  the server's password is in this environment variable
+                    (in a terminal, chat asks for it when the server wants one)
+  --op-token-env VAR  join as an operator with the token in this variable
   -h, --help        show this help
 
 Exit codes: 0 left normally, 2 bad command line, 3 could not connect or the
 server is full, 4 name refused, 5 protocol error, 6 connection lost (and not
-regained) or name taken over by another client with the same token, 130
-interrupted while sending piped input.`;
+regained) or name taken over by another client with the same token, 7 password
+refused, 130 interrupted while sending piped input.`;
 
 /** Reads `chat join` arguments; throws {@linkcode UsageError}. */
 export function parseJoinArgs(args: string[]): JoinOptions | "help" {
@@ -107,6 +117,10 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
       json: { type: "boolean" },
       "retry-for": { type: "string" },
       "idle-timeout": { type: "string" },
+      tls: { type: "boolean" },
+      ca: { type: "string" },
+      "password-env": { type: "string" },
+      "op-token-env": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     true,
@@ -135,6 +149,9 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
       max: 86_400,
       help,
     }),
+    ...(values.tls || values.ca !== undefined ? { tls: { caFile: values.ca } } : {}),
+    passwordEnv: values["password-env"],
+    opTokenEnv: values["op-token-env"],
   };
 }
 
@@ -154,7 +171,7 @@ export async function runJoin(args: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const interactive = Deno.stdin.isTerminal() && !options.json;
-  const client = new Client(options, interactive);
+  const client = new Client(options, interactive, readJoinSecrets(options));
   try {
     return await client.run();
   } finally {
@@ -162,11 +179,77 @@ export async function runJoin(args: string[]): Promise<number> {
   }
 }
 
+/** What `chat join` reads from files and the environment, named by its flags. */
+interface JoinSecrets {
+  caCerts?: string[];
+  password?: string;
+  opToken?: string;
+}
+
+function readJoinSecrets(options: JoinOptions): JoinSecrets {
+  const env = (flag: string, name: string) => {
+    const value = Deno.env.get(name);
+    if (!value) {
+      throw new UsageError(
+        `${flag} ${name}: the environment variable ${name} is not set`,
+        "Set it first, or leave out the flag to be asked in the terminal.",
+      );
+    }
+    return value;
+  };
+  const secrets: JoinSecrets = {};
+  if (options.tls?.caFile !== undefined) {
+    try {
+      secrets.caCerts = [Deno.readTextFileSync(options.tls.caFile)];
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Failure(`cannot read --ca ${options.tls.caFile}: ${reason}`, ExitCode.unavailable);
+    }
+  }
+  if (options.passwordEnv !== undefined) {
+    secrets.password = env("--password-env", options.passwordEnv);
+  }
+  if (options.opTokenEnv !== undefined) secrets.opToken = env("--op-token-env", options.opTokenEnv);
+  return secrets;
+}
+
+/** Asks for a secret on the terminal without showing what is typed. */
+async function promptHidden(question: string): Promise<string> {
+  const encoder = new TextEncoder();
+  await Deno.stderr.write(encoder.encode(question));
+  const bytes: number[] = [];
+  const buffer = new Uint8Array(256);
+  Deno.stdin.setRaw(true);
+  try {
+    reading: for (;;) {
+      const n = await Deno.stdin.read(buffer);
+      if (n === null) break;
+      for (const byte of buffer.subarray(0, n)) {
+        if (byte === 13 || byte === 10) break reading;
+        if (byte === 3 || byte === 4) {
+          throw new Failure("no password given", ExitCode.authFailed); // Ctrl-C, Ctrl-D
+        }
+        if (byte === 127 || byte === 8) {
+          // Backspace: drop one whole UTF-8 character.
+          while (bytes.length > 0 && (bytes[bytes.length - 1] & 0xc0) === 0x80) bytes.pop();
+          bytes.pop();
+        } else if (byte >= 0x20) {
+          bytes.push(byte);
+        }
+      }
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    await Deno.stderr.write(encoder.encode("\n"));
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
 // ---------------------------------------------------------------- the link
 
 /** One connection as frames: send one, or wait for the next. */
 class Link {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #where: string;
   readonly #frames: AsyncGenerator<ServerFrame>;
   #writing: Promise<unknown> = Promise.resolve();
@@ -178,27 +261,49 @@ class Link {
   /** Set when the link was closed because the server went quiet. */
   silentFor: number | undefined;
 
-  private constructor(conn: Deno.TcpConn, where: string) {
+  private constructor(conn: Deno.Conn, where: string) {
     this.#conn = conn;
     this.#where = where;
     this.#frames = this.#read();
   }
 
   /** Connects; throws a {@linkcode Failure} that says what went wrong. */
-  static async open(hostname: string, port: number): Promise<Link> {
+  static async open(
+    hostname: string,
+    port: number,
+    tls?: { caCerts?: string[] },
+  ): Promise<Link> {
     const where = formatAddress(hostname, port);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let conn: Deno.Conn<Deno.NetAddr> | undefined;
     try {
-      const conn = await Promise.race([
-        Deno.connect({ hostname, port }),
+      conn = await Promise.race([
+        tls
+          ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
+          : Deno.connect({ hostname, port }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Deno.errors.TimedOut()), HANDSHAKE_TIMEOUT_MS);
         }),
       ]);
-      conn.setNoDelay(true);
+      if (tls) {
+        // Check the certificate now, so that a bad one is reported as such.
+        await Promise.race([
+          (conn as Deno.TlsConn).handshake(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Deno.errors.TimedOut()), HANDSHAKE_TIMEOUT_MS);
+          }),
+        ]);
+      } else {
+        (conn as Deno.TcpConn).setNoDelay(true);
+      }
       return new Link(conn, where);
     } catch (error) {
-      throw new Failure(connectFailure(error, where), ExitCode.unavailable);
+      try {
+        conn?.close();
+      } catch {
+        // Never opened.
+      }
+      throw new Failure(connectFailure(error, where, tls !== undefined), ExitCode.unavailable);
     } finally {
       clearTimeout(timer);
     }
@@ -242,6 +347,8 @@ class Link {
     if (frame?.type === "error") {
       const code = frame.code === "name_taken" || frame.code === "bad_name"
         ? ExitCode.nameRefused
+        : frame.code === "auth_failed"
+        ? ExitCode.authFailed
         : frame.code === "server_full" || frame.code === "too_many_connections"
         ? ExitCode.unavailable
         : frame.code === "server_shutdown" || frame.code === "replaced"
@@ -320,8 +427,13 @@ class Link {
   }
 }
 
-function connectFailure(error: unknown, where: string): string {
+function connectFailure(error: unknown, where: string, tls: boolean): string {
   const prefix = `could not connect to ${where}`;
+  const message = error instanceof Error ? error.message : String(error);
+  if (tls && /certificate|UnknownIssuer|NotValidForName|handshake|tls/i.test(message)) {
+    return `${prefix} over TLS: ${message}. If the server uses a lab certificate, pass it ` +
+      "with --ca FILE; if it does not speak TLS, leave out --tls.";
+  }
   if (error instanceof Deno.errors.ConnectionRefused) {
     return `${prefix}: connection refused. Is "chat serve" running there, on that port?`;
   }
@@ -329,7 +441,6 @@ function connectFailure(error: unknown, where: string): string {
     return `${prefix}: no answer in ${HANDSHAKE_TIMEOUT_MS / 1000} s. ` +
       "Check the address, and that no firewall blocks the port.";
   }
-  const message = error instanceof Error ? error.message : String(error);
   return `${prefix}: ${message}. Check the address.`;
 }
 
@@ -573,7 +684,10 @@ type End =
 /** The client: its identity and place, which outlive any one connection. */
 class Client {
   readonly #options: JoinOptions;
-  readonly #ui: Ui;
+  readonly #secrets: JoinSecrets;
+  readonly #interactive: boolean;
+  /** Plain output until the first welcome; a terminal UI from then on, if interactive. */
+  #ui: Ui;
   readonly #outbox = new Outbox();
   #name: string | undefined;
   #room: string | undefined;
@@ -593,17 +707,23 @@ class Client {
   #lastTry: string | undefined;
   readonly #onSignal = () => this.leave(ExitCode.interrupted);
 
-  constructor(options: JoinOptions, interactive: boolean) {
+  constructor(options: JoinOptions, interactive: boolean, secrets: JoinSecrets) {
     this.#options = options;
+    this.#secrets = secrets;
+    this.#interactive = interactive;
     this.#name = options.name;
     this.#room = options.room;
-    this.#ui = interactive ? new TerminalUi() : new StreamUi(options.json);
+    this.#ui = new StreamUi(options.json);
   }
 
   /** Connects, chats, reconnects as needed; resolves to the exit code. */
   async run(): Promise<number> {
     // The first connection's failures are final: the user is there to fix them.
-    const welcome = await this.#connect();
+    const welcome = await this.#firstConnect();
+    if (this.#interactive) {
+      this.#ui = new TerminalUi();
+      this.#ui.setPrompt(welcome.name, welcome.room);
+    }
     this.#startInput();
     let current: Link | undefined = this.#link;
     let first: WelcomeFrame | undefined = welcome;
@@ -639,9 +759,26 @@ class Client {
     this.#ui.close();
   }
 
+  /** The first connection: in a terminal, asks for the password if the server wants one. */
+  async #firstConnect(): Promise<WelcomeFrame> {
+    for (;;) {
+      try {
+        return await this.#connect();
+      } catch (error) {
+        const askable = error instanceof Failure && error.exitCode === ExitCode.authFailed &&
+          this.#interactive && this.#options.passwordEnv === undefined;
+        if (!askable) throw error;
+        if (this.#secrets.password !== undefined) this.#ui.say(`! ${error.message}`);
+        const where = formatAddress(this.#options.hostname, this.#options.port);
+        this.#secrets.password = await promptHidden(`Password for ${where}: `);
+      }
+    }
+  }
+
   /** Opens a connection and says hello; throws a {@linkcode Failure}. */
   async #connect(): Promise<WelcomeFrame> {
-    const link = await Link.open(this.#options.hostname, this.#options.port);
+    const tls = this.#options.tls ? { caCerts: this.#secrets.caCerts } : undefined;
+    const link = await Link.open(this.#options.hostname, this.#options.port, tls);
     let welcome: WelcomeFrame;
     try {
       welcome = await link.hello({
@@ -652,6 +789,8 @@ class Client {
         ...(this.#seq === undefined ? {} : { since: this.#seq, epoch: this.#epoch }),
         ...(this.#token === undefined ? {} : { token: this.#token }),
         ...(this.#dmSeen === undefined ? {} : { dmSince: this.#dmSeen }),
+        ...(this.#secrets.password === undefined ? {} : { password: this.#secrets.password }),
+        ...(this.#secrets.opToken === undefined ? {} : { op: this.#secrets.opToken }),
       });
     } catch (error) {
       link.close();
@@ -697,7 +836,10 @@ class Client {
       } catch (error) {
         if (!(error instanceof Failure)) throw error;
         // Someone else has the name now, or we are refused: trying again won't help.
-        if (error.exitCode === ExitCode.nameRefused || error.exitCode === ExitCode.protocol) {
+        if (
+          error.exitCode === ExitCode.nameRefused || error.exitCode === ExitCode.protocol ||
+          error.exitCode === ExitCode.authFailed
+        ) {
           throw error;
         }
         reason = this.#lastTry = error.message;

@@ -24,6 +24,7 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024;
 
 /** Every error code, in the order PROTOCOL.md lists them. */
 export const ERROR_CODES = [
+  "auth_failed",
   "bad_frame",
   "frame_too_large",
   "bad_version",
@@ -79,6 +80,10 @@ export interface HelloFrame {
   token?: string;
   /** Resuming with `token`: the id of the last private message seen; later ones are replayed. */
   dmSince?: number;
+  /** The server's password, if it has one. */
+  password?: string;
+  /** The operator token, to join as an operator. */
+  op?: string;
 }
 /** Client → server: a chat message; `ref` comes back on the relayed copy. */
 export interface SendFrame {
@@ -529,6 +534,8 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
         epoch: f.string("epoch", true),
         token: f.string("token", true),
         dmSince: f.integer("dmSince", true),
+        password: f.string("password", true),
+        op: f.string("op", true),
       }));
     case "dm":
       return checked(f, () => ({

@@ -16,9 +16,12 @@
 import { ExitCode, Failure, formatAddress, integerFlag, parseFlags, UsageError } from "./cli.ts";
 import { Hub } from "./hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
-import { renderLine, Session, slowConsumer } from "./session.ts";
+import { type Connection, renderLine, Session, slowConsumer } from "./session.ts";
 import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
+import { Gate } from "./server/auth.ts";
+import { TlsServerConn } from "./server/tls_conn.ts";
+import tls from "node:tls";
 
 /** Everything `chat serve` can be told; every field has a default. */
 export interface ServeOptions {
@@ -56,6 +59,12 @@ export interface ServeOptions {
   defaultHistory?: number;
   /** SQLite file for durable history; none keeps it in memory. */
   db?: string;
+  /** PEM certificate chain and private key: the port then speaks TLS only. */
+  tls?: { cert: string; key: string };
+  /** A password every client must give; none lets anyone in. */
+  password?: string;
+  /** The token that makes a client an operator; a random one is made if none is given. */
+  opToken?: string;
   /** Silence before a connection is taken for a plain-text client. Default 300 ms. */
   plainTextAfterMs?: number;
   /** Time a closing connection gets to receive what it is owed. Default 2000 ms. */
@@ -178,22 +187,26 @@ export function serve(options: ServeOptions = {}): ChatServer {
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
     clock: { now: performance.now() },
+    gate: new Gate({ password: config.password, opToken: config.opToken }),
     log,
   };
   const perAddress = new Map<string, number>();
+  // Checked here, so that a bad certificate or key is reported before anyone connects.
+  const tlsContext = config.tls ? tls.createSecureContext(config.tls) : undefined;
   const liveness = setInterval(() => {
     const now = context.clock.now = performance.now();
     for (const session of sessions.keys()) session.checkLiveness(now);
   }, config.livenessCheckMs);
   let stopping: Promise<void> | undefined;
 
-  function accept(conn: Deno.TcpConn): void {
+  function accept(tcp: Deno.TcpConn): void {
     try {
-      conn.setNoDelay(true);
-      conn.setKeepAlive(true);
+      tcp.setNoDelay(true);
+      tcp.setKeepAlive(true);
     } catch {
       // The peer may already be gone; the read will tell.
     }
+    const conn: Connection = tlsContext ? new TlsServerConn(tcp, tlsContext) : tcp;
     if (sessions.size >= config.maxClients) {
       const { hostname, port } = conn.remoteAddr;
       log(`refused ${formatAddress(hostname, port)}: server full`);
@@ -271,7 +284,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
 }
 
 /** Tells a connection why it is turned away, briefly, then closes it. */
-async function refuse(conn: Deno.Conn, notice: ErrorFrame): Promise<void> {
+async function refuse(conn: Connection, notice: ErrorFrame): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await Promise.race([
@@ -311,6 +324,13 @@ Options:
                           disconnected as a slow consumer (default ${SERVE_DEFAULTS.maxQueueBytes})
   --announce-limit N      send join/leave notices only while a room has at
                           most N people (default ${SERVE_DEFAULTS.announceLimit})
+  --password-env VAR      every client must give the password in this
+                          environment variable (never on the command line)
+  --password-file FILE    ... or the first line of this file
+  --op-token-env VAR      the operator token (for /op); default: a new one
+                          is made and printed at start
+  --tls-cert FILE         serve TLS only, with this PEM certificate (chain)
+  --tls-key FILE          ... and this PEM private key
   --db FILE               keep rooms and messages in this SQLite file, so they
                           survive a restart (default: in memory only)
   --retention N           messages kept per room for replay (default ${SERVE_DEFAULTS.retention})
@@ -330,8 +350,19 @@ Ctrl-C (or SIGTERM) shuts down gracefully: clients are told, exit code 0.
 Exit codes: 0 stopped cleanly, 2 bad command line, 3 cannot listen or
 cannot open the database.`;
 
+/** Where `chat serve` is to read its secrets and certificate from: never argv values. */
+export interface SecretSources {
+  passwordEnv?: string;
+  passwordFile?: string;
+  opTokenEnv?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
 /** Reads `chat serve` arguments into options; throws {@linkcode UsageError}. */
-export function parseServeArgs(args: string[]): ServeOptions | "help" {
+export function parseServeArgs(
+  args: string[],
+): (ServeOptions & { secrets: SecretSources }) | "help" {
   const help = "Run 'chat serve --help' for the options.";
   const { values } = parseFlags(
     args,
@@ -341,6 +372,11 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
       name: { type: "string" },
       "max-clients": { type: "string" },
       "max-per-address": { type: "string" },
+      "password-env": { type: "string" },
+      "password-file": { type: "string" },
+      "op-token-env": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       "idle-timeout": { type: "string" },
       "max-frame-bytes": { type: "string" },
       rate: { type: "string" },
@@ -369,7 +405,20 @@ export function parseServeArgs(args: string[]): ServeOptions | "help" {
   if (name !== undefined && (name === "" || name.length > 64)) {
     throw new UsageError("--name must be 1 to 64 characters", help);
   }
+  if (values["password-env"] !== undefined && values["password-file"] !== undefined) {
+    throw new UsageError("give the password one way: --password-env or --password-file", help);
+  }
+  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together", help);
+  }
   return {
+    secrets: {
+      passwordEnv: values["password-env"],
+      passwordFile: values["password-file"],
+      opTokenEnv: values["op-token-env"],
+      tlsCert: values["tls-cert"],
+      tlsKey: values["tls-key"],
+    },
     hostname: values.host,
     port: int("port", values.port, 0, 65535),
     name,
@@ -409,6 +458,8 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const hostname = options.hostname ?? SERVE_DEFAULTS.hostname;
   const port = options.port ?? SERVE_DEFAULTS.port;
+  Object.assign(options, readSecrets(options.secrets));
+  options.opToken ??= crypto.randomUUID().replaceAll("-", "").slice(0, 16);
   let server: ChatServer;
   try {
     server = serve(options);
@@ -420,9 +471,23 @@ export async function runServe(args: string[]): Promise<number> {
         ExitCode.unavailable,
       );
     }
+    if (options.tls && !(error instanceof Deno.errors.AddrInUse)) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Failure(
+        `cannot use the TLS certificate and key: ${reason}. Both must be PEM files, the key ` +
+          "the certificate's own; the README's Security section shows how to make them.",
+        ExitCode.unavailable,
+      );
+    }
     throw new Failure(listenFailure(error, hostname, port), ExitCode.unavailable);
   }
-  printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name);
+  printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name, options.tls !== undefined);
+  if (options.secrets.opTokenEnv === undefined) {
+    console.log(
+      `Operator token (type "/op ${options.opToken}" in chat join to moderate): ` +
+        "keep it to yourself",
+    );
+  }
   warnIfFewFiles(options.maxClients ?? SERVE_DEFAULTS.maxClients);
 
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
@@ -439,6 +504,49 @@ export async function runServe(args: string[]): Promise<number> {
   await server.shutdown();
   for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
   return ExitCode.ok;
+}
+
+/** Reads the password, operator token and TLS files named on the command line. */
+function readSecrets(sources: SecretSources): Pick<ServeOptions, "password" | "opToken" | "tls"> {
+  const env = (flag: string, name: string) => {
+    const value = Deno.env.get(name);
+    if (value === undefined || value === "") {
+      throw new UsageError(
+        `${flag} ${name}: the environment variable ${name} is not set or empty`,
+        "Set it first, e.g. read -rs CHAT_PASSWORD && export CHAT_PASSWORD",
+      );
+    }
+    return value;
+  };
+  const file = (what: string, path: string) => {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Failure(`cannot read the ${what} ${path}: ${reason}`, ExitCode.unavailable);
+    }
+  };
+  const secrets: Pick<ServeOptions, "password" | "opToken" | "tls"> = {};
+  if (sources.passwordEnv !== undefined) {
+    secrets.password = env("--password-env", sources.passwordEnv);
+  }
+  if (sources.passwordFile !== undefined) {
+    // The first line is the password, so an editor's final newline is no part of it.
+    secrets.password = file("password file", sources.passwordFile).split(/\r?\n/)[0];
+    if (secrets.password === "") {
+      throw new Failure(`the password file ${sources.passwordFile} is empty`, ExitCode.unavailable);
+    }
+  }
+  if (sources.opTokenEnv !== undefined) {
+    secrets.opToken = env("--op-token-env", sources.opTokenEnv);
+  }
+  if (sources.tlsCert !== undefined && sources.tlsKey !== undefined) {
+    secrets.tls = {
+      cert: file("TLS certificate", sources.tlsCert),
+      key: file("TLS key", sources.tlsKey),
+    };
+  }
+  return secrets;
 }
 
 function listenFailure(error: unknown, hostname: string, port: number): string {
@@ -460,18 +568,22 @@ function listenFailure(error: unknown, hostname: string, port: number): string {
 }
 
 /** Prints where the server listens and the ready-to-copy join commands. */
-function printBanner(addr: Deno.NetAddr, name: string): void {
-  const lines = [`chat: "${name}" listening on ${formatAddress(addr.hostname, addr.port)}`];
+function printBanner(addr: Deno.NetAddr, name: string, tls: boolean): void {
+  const where = formatAddress(addr.hostname, addr.port);
+  const lines = [`chat: "${name}" listening on ${where}${tls ? " (TLS only)" : ""}`];
   const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
   const hosts = wildcard ? lanAddresses(addr.hostname === "::") : [addr.hostname];
+  const join = (host: string) =>
+    `chat join ${formatAddress(host, addr.port)}${tls ? " --tls --ca CERT.pem" : ""}`;
+  const plain = (host: string) =>
+    tls
+      ? `openssl s_client -quiet -connect ${formatAddress(host, addr.port)}`
+      : `nc ${host} ${addr.port}`;
   if (hosts.length > 0) {
     lines.push("Join with:");
-    for (const host of hosts) {
-      lines.push(`  chat join ${formatAddress(host, addr.port)}`);
-      lines.push(`  nc ${host} ${addr.port}`);
-    }
+    for (const host of hosts) lines.push(`  ${join(host)}`, `  ${plain(host)}`);
   } else {
-    lines.push(`Join on this machine with: chat join 127.0.0.1:${addr.port}`);
+    lines.push(`Join on this machine with: ${join("127.0.0.1")}`);
   }
   console.log(lines.join("\n"));
 }

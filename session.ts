@@ -41,6 +41,17 @@ import {
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import type { Gate } from "./server/auth.ts";
+
+/** What a session needs of its connection: a `Deno.TcpConn`, or TLS over one. */
+export interface Connection {
+  readonly remoteAddr: Deno.NetAddr;
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+  /** TLS only: resolves once the handshake is done. */
+  handshake?(): Promise<unknown>;
+}
 
 /** What every session shares: the hub, the limits and the log. */
 export interface SessionContext {
@@ -60,6 +71,8 @@ export interface SessionContext {
   idleTimeoutMs: number;
   /** A clock the server updates about once a second, cheap to read per chunk. */
   clock: { now: number };
+  /** Checks passwords and operator tokens. */
+  gate: Gate;
   log: (line: string) => void;
 }
 
@@ -81,7 +94,11 @@ export class Session implements Member {
   /** Proves, in a later hello, that a new connection is this same user. */
   readonly token = crypto.randomUUID();
   readonly remote: string;
-  readonly #conn: Deno.TcpConn;
+  /** The peer's IP address, for per-address limits. */
+  readonly address: string;
+  /** A plain-text client still to type the server's password. */
+  #awaitingPassword = false;
+  readonly #conn: Connection;
   readonly #ctx: SessionContext;
   readonly #queue: OutboundQueue;
   readonly #decoder: LineDecoder;
@@ -96,10 +113,11 @@ export class Session implements Member {
   #heardAt: number;
   #pinged = false;
 
-  constructor(conn: Deno.TcpConn, ctx: SessionContext) {
+  constructor(conn: Connection, ctx: SessionContext) {
     this.#conn = conn;
     this.#ctx = ctx;
     this.remote = formatAddress(conn.remoteAddr.hostname, conn.remoteAddr.port);
+    this.address = conn.remoteAddr.hostname;
     this.#queue = new OutboundQueue(conn, {
       limit: ctx.maxQueueBytes,
       onError: () => this.close("connection lost"),
@@ -120,8 +138,10 @@ export class Session implements Member {
     if (this.closed) return;
     const { handshakeTimeoutMs, idleTimeoutMs } = this.#ctx;
     if (!this.#joined) {
-      if (now - this.#connectedAt < handshakeTimeoutMs) return;
-      this.#error("timeout", `no hello within ${handshakeTimeoutMs / 1000} s of connecting`);
+      // A person typing a password into nc is given longer than a program.
+      const limit = this.#awaitingPassword ? PASSWORD_TIMEOUT_MS : handshakeTimeoutMs;
+      if (now - this.#connectedAt < limit) return;
+      this.#error("timeout", `no hello within ${limit / 1000} s of connecting`);
       this.close("protocol error: no hello in time");
       return;
     }
@@ -143,6 +163,14 @@ export class Session implements Member {
 
   /** Reads and handles the connection until it ends, then closes. */
   async run(): Promise<void> {
+    if (this.#conn.handshake) {
+      // TLS: the wait for a first line starts once the handshake is done.
+      try {
+        await this.#conn.handshake();
+      } catch (error) {
+        return this.close(`TLS handshake failed: ${describe(error)}`);
+      }
+    }
     this.#plainTimer = setTimeout(() => {
       this.#plainTimer = undefined; // an idle connection should not keep a spent timer
       // Only silence makes a plain-text client: a started line is waited for (up to the
@@ -263,6 +291,7 @@ export class Session implements Member {
     if (line[0] === 0x7b /* { */) {
       const frame = parseClientFrame(line);
       if (frame.type === "hello") return this.#lateHello(frame);
+      if (this.#awaitingPassword) return this.#plainPassword(textDecoder.decode(line));
       if (frame.type !== "frame_error" || !/JSON|UTF-8/.test(frame.message)) {
         return this.#error(
           "bad_frame",
@@ -271,11 +300,13 @@ export class Session implements Member {
         );
       }
     }
+    if (this.#awaitingPassword) return this.#plainPassword(textDecoder.decode(line));
     this.#handleText(textDecoder.decode(line));
   }
 
   /** A protocol client whose hello came after it was taken for a plain-text one. */
   #lateHello(frame: HelloFrame): void {
+    this.#awaitingPassword = false;
     this.#ctx.hub.leave(this, "switched to the chat protocol");
     this.#joined = false;
     this.#mode = "protocol";
@@ -298,6 +329,12 @@ export class Session implements Member {
           "use a chat client of the same release",
       );
       this.close(`protocol error: version ${frame.version}`);
+      return;
+    }
+    const verdict = this.#ctx.gate.checkPassword(this.address, frame.password, performance.now());
+    if (!verdict.ok) {
+      this.#error("auth_failed", verdict.reason, undefined, { retryMs: verdict.retryMs });
+      this.close("password refused");
       return;
     }
     const roomName = this.#checkRoom(frame.room ?? DEFAULT_ROOM);
@@ -523,6 +560,29 @@ export class Session implements Member {
   #startPlain(): void {
     this.#mode = "plain";
     this.plain = true;
+    if (this.#ctx.gate.passwordRequired) {
+      this.#awaitingPassword = true;
+      this.deliver(textEncoder.encode(
+        `* Welcome to ${this.#ctx.serverName}. This server needs a password: type it and press Enter.\r\n`,
+      ));
+      return;
+    }
+    this.#joinPlain();
+  }
+
+  /** A plain-text client's password line: in it goes, or out, told why. */
+  #plainPassword(line: string): void {
+    const verdict = this.#ctx.gate.checkPassword(this.address, line, performance.now());
+    if (!verdict.ok) {
+      this.#error("auth_failed", verdict.reason);
+      this.close("password refused");
+      return;
+    }
+    this.#awaitingPassword = false;
+    this.#joinPlain();
+  }
+
+  #joinPlain(): void {
     const hub = this.#ctx.hub;
     const entry = hub.claim(this, hub.guestName())
       ? hub.enter(this, DEFAULT_ROOM, { history: this.#history })
@@ -590,13 +650,16 @@ export function slowConsumer(limit: number): ErrorFrame {
   };
 }
 
+/** How long a plain-text client has to type the password. */
+const PASSWORD_TIMEOUT_MS = 60_000;
+
 /** A frame as a plain-text client sees it: one line of text. */
 export function renderLine(frame: ServerFrame): Uint8Array {
   return textEncoder.encode((renderFrame(frame) ?? "") + "\r\n");
 }
 
 /** Reads a connection as chunks; each chunk is valid until the next one. */
-async function* readChunks(conn: Deno.Conn): AsyncGenerator<Uint8Array> {
+async function* readChunks(conn: Connection): AsyncGenerator<Uint8Array> {
   let buffer = new Uint8Array(MIN_READ_BYTES);
   for (;;) {
     const n = await conn.read(buffer);

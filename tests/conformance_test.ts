@@ -68,6 +68,8 @@ Deno.test("PROTOCOL.md: the hello table lists every field the server reads", () 
     "epoch",
     "token",
     "dmSince",
+    "password",
+    "op",
   ]);
   const hello = Object.fromEntries(
     fields.map((

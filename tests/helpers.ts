@@ -115,12 +115,12 @@ class LineReader<T> {
 
 /** A protocol client on a raw socket. */
 export class TestClient {
-  readonly conn: Deno.TcpConn;
+  readonly conn: Deno.Conn;
   readonly frames: LineReader<ServerFrame>;
   name = "";
   welcome: WelcomeFrame | undefined;
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: Deno.Conn) {
     this.conn = conn;
     this.frames = new LineReader(conn, (line) => {
       const frame = parseServerFrame(line);
@@ -130,7 +130,7 @@ export class TestClient {
   }
 
   /** Reads from an already-open socket, from now on. */
-  static fromConn(conn: Deno.TcpConn): TestClient {
+  static fromConn(conn: Deno.Conn): TestClient {
     return new TestClient(conn);
   }
 

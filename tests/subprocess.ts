@@ -22,13 +22,14 @@ export class Chat {
   readonly #reading: Promise<void>;
   readonly #wakers = new Set<() => void>();
 
-  constructor(args: string[]) {
+  /** Runs `chat ARGS`, with `env` added to the environment. */
+  constructor(args: string[], env: Record<string, string> = {}) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--quiet", ...SHIPPED_FLAGS, new URL("main.ts", root).pathname, ...args],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
     }).spawn();
     this.#writer = this.child.stdin.getWriter();
     this.#reading = Promise.all([
@@ -103,10 +104,18 @@ export class Chat {
 }
 
 /** Starts `chat serve` on a free loopback port; returns it and the port. */
-export async function startServe(...extra: string[]): Promise<{ serve: Chat; port: number }> {
-  const serve = new Chat(["serve", "--host", "127.0.0.1", "--port", "0", ...extra]);
+export function startServe(...extra: string[]): Promise<{ serve: Chat; port: number }> {
+  return startServeWith({}, ...extra);
+}
+
+/** Starts `chat serve` as {@linkcode startServe} does, with `env` added to its environment. */
+export async function startServeWith(
+  env: Record<string, string>,
+  ...extra: string[]
+): Promise<{ serve: Chat; port: number }> {
+  const serve = new Chat(["serve", "--host", "127.0.0.1", "--port", "0", ...extra], env);
   const line = await serve.waitFor(/listening on/);
-  return { serve, port: Number(/:(\d+)$/.exec(line)![1]) };
+  return { serve, port: Number(/:(\d+)(?: |$)/.exec(line)![1]) };
 }
 
 export async function stop(serve: Chat): Promise<number> {

@@ -1,0 +1,98 @@
+/**
+ * Who may come in, and who may moderate: the shared password and the
+ * operator token, both compared in constant time, and a growing wait for an
+ * address after each wrong guess, so that guessing in a loop gets nowhere.
+ *
+ * @module
+ */
+
+import { createHash, timingSafeEqual } from "node:crypto";
+
+/** The first wait after a wrong password; it doubles with each further one. */
+const FIRST_WAIT_MS = 1000;
+/** The longest wait an address is given. */
+const MAX_WAIT_MS = 5 * 60_000;
+/** Addresses remembered at once; the oldest are forgotten past this. */
+const MAX_ADDRESSES = 10_000;
+
+/** Whether two secrets are equal, taking the same time wherever they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** What the gate says to a client presenting a password. */
+export type Verdict = { ok: true } | { ok: false; retryMs: number; reason: string };
+
+/**
+ * Checks passwords and operator tokens, and slows down addresses that guess.
+ *
+ * @example
+ * ```ts
+ * import { Gate } from "./auth.ts";
+ * const gate = new Gate({ password: "lab9", opToken: "t0k3n" });
+ * gate.checkPassword("10.0.0.7", "lab9", 0); // { ok: true }
+ * gate.checkPassword("10.0.0.7", "nope", 0).ok; // false: try again in 1 s
+ * gate.isOperatorToken("t0k3n"); // true
+ * ```
+ */
+export class Gate {
+  readonly #password: string | undefined;
+  readonly #opToken: string | undefined;
+  /** Per address: wrong guesses in a row, and until when it must wait. */
+  readonly #failures = new Map<string, { count: number; until: number }>();
+
+  constructor(options: { password?: string; opToken?: string }) {
+    this.#password = options.password;
+    this.#opToken = options.opToken;
+  }
+
+  /** Whether clients must give a password. */
+  get passwordRequired(): boolean {
+    return this.#password !== undefined;
+  }
+
+  /**
+   * Checks a password from `address` at time `nowMs`. While the address is
+   * made to wait, every attempt is refused unchecked; a wrong one doubles
+   * the wait; a right one clears it.
+   */
+  checkPassword(address: string, given: string | undefined, nowMs: number): Verdict {
+    if (this.#password === undefined) return { ok: true };
+    const failures = this.#failures.get(address);
+    if (failures && nowMs < failures.until) {
+      return {
+        ok: false,
+        retryMs: Math.ceil(failures.until - nowMs),
+        reason: `too many wrong passwords from ${address}; wait ${
+          Math.ceil((failures.until - nowMs) / 1000)
+        } s before trying again`,
+      };
+    }
+    if (given === undefined) {
+      // Not a guess: the client did not know a password was needed.
+      return { ok: false, retryMs: 0, reason: "this server needs a password" };
+    }
+    if (sameSecret(given, this.#password)) {
+      this.#failures.delete(address);
+      return { ok: true };
+    }
+    const count = (failures?.count ?? 0) + 1;
+    const wait = Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** (count - 1));
+    this.#failures.delete(address); // re-insert: the map stays in order of last failure
+    this.#failures.set(address, { count, until: nowMs + wait });
+    if (this.#failures.size > MAX_ADDRESSES) {
+      this.#failures.delete(this.#failures.keys().next().value!);
+    }
+    return {
+      ok: false,
+      retryMs: wait,
+      reason: `wrong password; the next try from ${address} is possible in ${wait / 1000} s`,
+    };
+  }
+
+  /** Whether `token` is the operator token. */
+  isOperatorToken(token: string): boolean {
+    return this.#opToken !== undefined && sameSecret(token, this.#opToken);
+  }
+}
