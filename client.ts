@@ -46,6 +46,7 @@ import {
   type WelcomeFrame,
 } from "./protocol.ts";
 import { renderFrame, type RenderOptions } from "./render.ts";
+import { escapeJsonLine } from "./text/names.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** Options of `chat join`. */
@@ -594,7 +595,8 @@ class StreamUi implements Ui {
   show(frame: ServerFrame): void {
     if (frame.type === "pong") return;
     if (frame.type === "history" && !this.json && frame.count === 0 && frame.gone === 0) return;
-    const line = this.json ? JSON.stringify(frame) : renderFrame(frame);
+    // Escaped, so that nothing reading the output meets raw control or bidi characters.
+    const line = this.json ? escapeJsonLine(JSON.stringify(frame)) : renderFrame(frame);
     if (line !== undefined) console.log(line);
   }
   endOfHistory(): void {

@@ -38,7 +38,7 @@ import {
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
-import type { LoadedState, RoomRecord, StoredMessage } from "./store/sqlite.ts";
+import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "./store/sqlite.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -60,6 +60,8 @@ export class Room {
   lastSeq = 0;
   plainCount = 0;
   readonly history: RoomHistory;
+  /** When the last member left; undefined while anyone is in. */
+  emptySince: number | undefined;
 
   constructor(
     readonly name: string,
@@ -85,6 +87,8 @@ export interface Journal {
   write(messages: StoredMessage[], rooms: RoomRecord[]): Promise<void>;
   /** Hears of every id handed out, so ids keep increasing across restarts. */
   reserveIds(nextId: number): void;
+  /** A room stored earlier, to make it again as it was; throws if it cannot be read. */
+  recall(name: string): StoredRoom | undefined;
 }
 
 /** Options for {@linkcode Hub}. */
@@ -188,6 +192,8 @@ export class Hub {
   readonly #names = new Map<string, Member>();
   readonly #rooms = new Map<string, Room>();
   readonly #directLogs = new Map<string, DirectLog>();
+  /** Names of dropped connections, held for their token until a time. */
+  readonly #held = new Map<string, { token: string; until: number }>();
   readonly #options: HubOptions;
   readonly #journal: Journal | undefined;
   #nextId = 1;
@@ -207,13 +213,7 @@ export class Hub {
     this.#journal = options.journal;
     if (options.loaded) {
       this.#nextId = options.loaded.nextId;
-      for (const stored of options.loaded.rooms) {
-        const room = new Room(stored.name, stored.epoch, this.#historyLimits());
-        room.topic = stored.topic;
-        room.lastSeq = stored.lastSeq;
-        this.#rooms.set(nameKey(room.name), room);
-        for (const message of stored.recent) this.#remember(room, message);
-      }
+      for (const stored of options.loaded.rooms) this.#restore(stored);
     }
     if (!this.#rooms.has(nameKey(DEFAULT_ROOM))) this.#newRoom(DEFAULT_ROOM);
   }
@@ -224,12 +224,33 @@ export class Hub {
   }
 
   /** Gives `member` the name if it is free; false when it is taken. */
-  claim(member: Member, name: string): boolean {
+  /**
+   * Gives `member` the name if it is free; false when it is taken, or held
+   * for a dropped connection whose `token` this is not.
+   */
+  claim(member: Member, name: string, token?: string): boolean {
     const key = nameKey(name);
     if (this.#closed || this.#names.has(key)) return false;
+    const hold = this.#held.get(key);
+    if (hold !== undefined) {
+      if (hold.token !== token && hold.until > performance.now()) return false;
+      this.#held.delete(key);
+      if (hold.token !== token) this.#directLogs.delete(key); // the hold ran out: a new owner
+    }
     member.name = name;
     this.#names.set(key, member);
     return true;
+  }
+
+  /** How long a name is still held for a dropped connection, in ms; 0 if it is not. */
+  heldFor(name: string): number {
+    const hold = this.#held.get(nameKey(name));
+    return hold === undefined ? 0 : Math.max(0, hold.until - performance.now());
+  }
+
+  /** Whether a room of that name exists now. */
+  hasRoom(name: string): boolean {
+    return this.#rooms.has(nameKey(name));
   }
 
   /** Who holds a name, if anyone. */
@@ -241,7 +262,7 @@ export class Hub {
   guestName(): string {
     for (;;) {
       const name = `guest${++this.#guests}`;
-      if (!this.#names.has(nameKey(name))) return name;
+      if (!this.#names.has(nameKey(name)) && !this.#held.has(nameKey(name))) return name;
     }
   }
 
@@ -260,11 +281,13 @@ export class Hub {
     let room = this.#rooms.get(nameKey(roomName));
     if (room === undefined) {
       if (this.#rooms.size >= this.#options.maxRooms) return undefined;
-      room = this.#newRoom(roomName);
+      const stored = this.#journal?.recall(roomName);
+      room = stored ? this.#restore(stored) : this.#newRoom(roomName);
     }
     if (member.room === room) return { room, replay: [], gone: 0, restarted: false };
     if (member.room) this.#exit(member, `went to ${room.name}`, false);
     room.members.set(nameKey(member.name), member);
+    room.emptySince = undefined;
     if (member.plain) room.plainCount++;
     member.room = room;
 
@@ -298,6 +321,7 @@ export class Hub {
     const key = nameKey(name);
     const holder = this.#names.get(key);
     if (holder !== undefined && holder !== member) return false;
+    if (this.heldFor(name) > 0) return false;
     const old = member.name;
     const oldKey = nameKey(old);
     this.#names.delete(oldKey);
@@ -319,12 +343,42 @@ export class Hub {
    * `silent` (a connection replaced by the same user's new one, which also
    * keeps the name's recent private messages).
    */
-  leave(member: Member, reason: string, silent = false): void {
+  leave(
+    member: Member,
+    reason: string,
+    options: { silent?: boolean; hold?: { token: string; ms: number } } = {},
+  ): void {
     const key = nameKey(member.name);
     if (this.#names.get(key) !== member) return;
     this.#names.delete(key);
-    if (!silent) this.#directLogs.delete(key);
+    const { silent = false, hold } = options;
+    if (hold && hold.ms > 0 && !this.#closed) {
+      // A dropped connection: the name and its recent private messages wait for the token.
+      this.#held.set(key, { token: hold.token, until: performance.now() + hold.ms });
+    } else if (!silent) {
+      this.#directLogs.delete(key);
+    }
     if (member.room) this.#exit(member, reason, silent);
+  }
+
+  /**
+   * Housekeeping, about once a second: lets go of names held past their
+   * time, and removes rooms that have been empty, without a topic, for
+   * `roomExpiryMs`.
+   */
+  expire(now: number, roomExpiryMs: number): void {
+    for (const [key, hold] of this.#held) {
+      if (hold.until > now) continue;
+      this.#held.delete(key);
+      this.#directLogs.delete(key);
+    }
+    for (const [key, room] of this.#rooms) {
+      if (room.emptySince === undefined || now - room.emptySince < roomExpiryMs) continue;
+      if (room.members.size > 0 || room.topic !== "") continue;
+      this.#rooms.delete(key);
+      this.#roomWrites.delete(room);
+      this.#historyBytes -= room.history.bytes;
+    }
   }
 
   /** Sets the topic of the member's room and tells the room. */
@@ -478,6 +532,18 @@ export class Hub {
     if (this.#pending.length > 0 || this.#roomWrites.size > 0) this.flush();
   }
 
+  /** Makes a room again as it was stored. */
+  #restore(stored: StoredRoom): Room {
+    const room = new Room(stored.name, stored.epoch, this.#historyLimits());
+    room.topic = stored.topic;
+    room.lastSeq = stored.lastSeq;
+    this.#rooms.set(nameKey(room.name), room);
+    for (const message of stored.recent) this.#remember(room, message);
+    const isDefault = nameKey(room.name) === nameKey(DEFAULT_ROOM);
+    if (room.topic === "" && room.lastSeq > 0 && !isDefault) room.emptySince = performance.now();
+    return room;
+  }
+
   #newRoom(name: string): Room {
     const room = new Room(name, newEpoch(), this.#historyLimits());
     this.#rooms.set(nameKey(name), room);
@@ -521,10 +587,16 @@ export class Hub {
     if (!silent && !this.#closed && room.members.size < this.#options.announceLimit) {
       this.#emit(room, { event: "leave", name: member.name, reason });
     }
-    const unused = room.members.size === 0 && room.lastSeq === 0 && room.topic === "";
-    if (unused && nameKey(room.name) !== nameKey(DEFAULT_ROOM)) {
+    if (
+      room.members.size > 0 || room.topic !== "" || nameKey(room.name) === nameKey(DEFAULT_ROOM)
+    ) {
+      return;
+    }
+    if (room.lastSeq === 0) {
       this.#rooms.delete(nameKey(room.name));
       this.#roomWrites.delete(room);
+    } else {
+      room.emptySince = performance.now(); // removed by expire() if nobody comes back
     }
   }
 

@@ -58,6 +58,8 @@ export interface Limits {
   rate: number;
   /** Messages a client may send at once before `rate` applies. */
   burst: number;
+  /** Sustained bytes of messages per second a client may send, after a burst of four frames. */
+  rateBytes?: number;
 }
 
 // ---------------------------------------------------------------- frames
@@ -596,9 +598,9 @@ const EVENT_KINDS = new Set(["join", "leave", "rename", "topic"]);
  * @example
  * ```ts
  * import { parseServerFrame } from "./protocol.ts";
- * const line = '{"type":"who","users":["ada"]}';
+ * const line = '{"type":"who","room":"lobby","users":["ada"],"online":1}';
  * const frame = parseServerFrame(new TextEncoder().encode(line));
- * // frame is { type: "who", users: ["ada"] }
+ * // frame is { type: "who", room: "lobby", users: ["ada"], online: 1 }
  * ```
  */
 export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
@@ -622,12 +624,13 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         users: f.strings("users")!,
         online: f.integer("online")!,
         token: f.string("token")!,
-        limits: {
+        limits: checked(l, () => ({
           maxFrameBytes: l.integer("maxFrameBytes")!,
           maxNameLength: l.integer("maxNameLength")!,
           rate: l.integer("rate")!,
           burst: l.integer("burst")!,
-        },
+          rateBytes: l.integer("rateBytes", true),
+        })) as Limits,
       }));
       return l.problem === undefined ? frame : badFrame(`limits: ${l.problem}`);
     }
@@ -749,66 +752,8 @@ export function neutralize(text: string): string {
 // \p{Cc}: C0/C1 controls incl. ESC, CR, LF; \p{Cf}: bidi overrides, zero-width.
 const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 
-/** Names the server refuses, whatever their case. */
-export const RESERVED_NAMES: ReadonlySet<string> = new Set([
-  "server",
-  "system",
-  "admin",
-  "root",
-  "chat",
-  "everyone",
-  "all",
-  "me",
-  "nobody",
-]);
-
-/**
- * Checks a wanted name; returns the normalised name or a reason for refusing.
- * Names are 1 to `maxLength` characters of letters, digits, marks and
- * `-_.`, start with a letter or digit, and are not reserved.
- *
- * @example
- * ```ts
- * import { validateName } from "./protocol.ts";
- * validateName("ada", 32); // { ok: true, name: "ada" }
- * validateName("a b", 32).ok; // false
- * ```
- */
-export function validateName(
-  wanted: string,
-  maxLength: number,
-): { ok: true; name: string } | { ok: false; reason: string } {
-  const name = wanted.normalize("NFC");
-  const length = [...name].length;
-  if (length === 0) return { ok: false, reason: "a name cannot be empty" };
-  if (length > maxLength) {
-    return { ok: false, reason: `a name is at most ${maxLength} characters` };
-  }
-  if (!NAME.test(name)) {
-    return {
-      ok: false,
-      reason: "a name is letters, digits and - _ . only, starting with a letter or digit",
-    };
-  }
-  if (RESERVED_NAMES.has(nameKey(name))) {
-    return { ok: false, reason: `"${name}" is reserved` };
-  }
-  return { ok: true, name };
-}
-const NAME = /^[\p{L}\p{N}][\p{L}\p{M}\p{N}_.-]*$/u;
-
-/**
- * The key under which a name is unique: case-insensitive.
- *
- * @example
- * ```ts
- * import { nameKey } from "./protocol.ts";
- * nameKey("Ada") === nameKey("ADA"); // true
- * ```
- */
-export function nameKey(name: string): string {
-  return name.normalize("NFC").toLowerCase();
-}
+// The rules for names live in text/names.ts; the wire format's users import them from here.
+export { checkName as validateName, nameKey, RESERVED_NAMES } from "./text/names.ts";
 
 /**
  * Splits text into pieces whose `msg` frames fit in `maxFrameBytes`, never

@@ -20,6 +20,7 @@ import { type Connection, renderLine, Session, slowConsumer } from "./session.ts
 import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
+import { AddressLimits } from "./server/address_limits.ts";
 import { TlsServerConn } from "./server/tls_conn.ts";
 import tls from "node:tls";
 
@@ -41,6 +42,8 @@ export interface ServeOptions {
   rate?: number;
   /** Messages a client may send at once. Default 40. */
   burst?: number;
+  /** Bytes of messages per second per client, after a burst of four frames. Default 16 KiB. */
+  rateBytes?: number;
   /** Longest name. Default 32. */
   maxNameLength?: number;
   /** Bytes a client may fall behind before it is cut off. Default 256 KiB. */
@@ -75,6 +78,10 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** How often timeouts are checked. Default 1000 ms. */
   livenessCheckMs?: number;
+  /** How long a dropped client's name is kept for its token. Default 60 s. */
+  nameGraceMs?: number;
+  /** How long a room with messages but no topic may stand empty. Default 10 minutes. */
+  roomExpiryMs?: number;
   /** Where log lines go. Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -91,6 +98,7 @@ export const SERVE_DEFAULTS = {
   maxPerAddress: 16,
   rate: 20,
   burst: 40,
+  rateBytes: 16 * 1024,
   maxNameLength: 32,
   maxQueueBytes: 256 * 1024,
   announceLimit: 200,
@@ -104,6 +112,8 @@ export const SERVE_DEFAULTS = {
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   livenessCheckMs: 1000,
+  nameGraceMs: 60_000,
+  roomExpiryMs: 10 * 60_000,
 } as const;
 
 /** A running server. */
@@ -175,7 +185,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
     maxNameLength: config.maxNameLength,
     rate: config.rate,
     burst: config.burst,
+    rateBytes: config.rateBytes,
   };
+  const addressLimits = new AddressLimits({ maxPerAddress: config.maxPerAddress });
   const context = {
     hub,
     serverName: config.name,
@@ -186,8 +198,10 @@ export function serve(options: ServeOptions = {}): ChatServer {
     defaultHistory: config.defaultHistory,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    nameGraceMs: config.nameGraceMs,
     clock: { now: performance.now() },
     gate: new Gate({ password: config.password, opToken: config.opToken }),
+    addressLimits,
     log,
   };
   const perAddress = new Map<string, number>();
@@ -196,6 +210,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
   const liveness = setInterval(() => {
     const now = context.clock.now = performance.now();
     for (const session of sessions.keys()) session.checkLiveness(now);
+    hub.expire(now, config.roomExpiryMs);
   }, config.livenessCheckMs);
   let stopping: Promise<void> | undefined;
 
@@ -226,6 +241,18 @@ export function serve(options: ServeOptions = {}): ChatServer {
         code: "too_many_connections",
         message: `${address} already has ${fromAddress} connections to this server, the most ` +
           "one address may have; close one, or ask whoever runs the server to raise --max-per-address",
+      });
+      return;
+    }
+    const wait = addressLimits.connect(address, performance.now());
+    if (wait > 0) {
+      log(`refused ${formatAddress(address, conn.remoteAddr.port)}: connecting too fast`);
+      refuse(conn, {
+        type: "error",
+        code: "rate_limited",
+        message: `too many new connections from ${address} in a short time; ` +
+          `try again in ${Math.ceil(wait / 1000)} s`,
+        retryMs: wait,
       });
       return;
     }
@@ -314,11 +341,15 @@ Options:
   --max-clients N         most connections at once (default ${SERVE_DEFAULTS.maxClients})
   --max-per-address N     most connections at once from one address
                           (default ${SERVE_DEFAULTS.maxPerAddress}; raise it for clients behind NAT)
+  --name-grace SECS       keep a dropped chat client's name this long, so that
+                          it can come back (default ${SERVE_DEFAULTS.nameGraceMs / 1000})
   --idle-timeout SECS     ping a quiet chat client after half this, and
                           disconnect it after this (default ${SERVE_DEFAULTS.idleTimeoutMs / 1000})
   --max-frame-bytes N     largest message line in bytes (default ${SERVE_DEFAULTS.maxFrameBytes})
   --rate N                messages per second per client (default ${SERVE_DEFAULTS.rate})
   --burst N               messages a client may send at once (default ${SERVE_DEFAULTS.burst})
+  --rate-bytes N          bytes of messages per second per client, after a
+                          burst of four longest lines (default ${SERVE_DEFAULTS.rateBytes})
   --max-name-length N     longest name in characters (default ${SERVE_DEFAULTS.maxNameLength})
   --max-queue-bytes N     bytes a client may fall behind before it is
                           disconnected as a slow consumer (default ${SERVE_DEFAULTS.maxQueueBytes})
@@ -378,9 +409,11 @@ export function parseServeArgs(
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       "idle-timeout": { type: "string" },
+      "name-grace": { type: "string" },
       "max-frame-bytes": { type: "string" },
       rate: { type: "string" },
       burst: { type: "string" },
+      "rate-bytes": { type: "string" },
       "max-name-length": { type: "string" },
       "max-queue-bytes": { type: "string" },
       "announce-limit": { type: "string" },
@@ -425,9 +458,11 @@ export function parseServeArgs(
     maxClients: int("max-clients", values["max-clients"], 1, 1_000_000),
     maxPerAddress: int("max-per-address", values["max-per-address"], 1, 1_000_000),
     idleTimeoutMs: seconds(int("idle-timeout", values["idle-timeout"], 2, 86_400)),
+    nameGraceMs: seconds(int("name-grace", values["name-grace"], 0, 86_400)),
     maxFrameBytes: int("max-frame-bytes", values["max-frame-bytes"], 256, 16 * 1024 * 1024),
     rate: int("rate", values.rate, 1, 1_000_000_000),
     burst: int("burst", values.burst, 1, 1_000_000_000),
+    rateBytes: int("rate-bytes", values["rate-bytes"], 1024, 1024 ** 3),
     maxNameLength: int("max-name-length", values["max-name-length"], 1, 256),
     maxQueueBytes: int("max-queue-bytes", values["max-queue-bytes"], 1024, 1024 ** 3),
     announceLimit: int("announce-limit", values["announce-limit"], 0, 1_000_000),

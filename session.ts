@@ -40,8 +40,10 @@ import {
   validateName,
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
+import { cleanText } from "./text/names.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import type { Gate } from "./server/auth.ts";
+import type { AddressLimits } from "./server/address_limits.ts";
 
 /** What a session needs of its connection: a `Deno.TcpConn`, or TLS over one. */
 export interface Connection {
@@ -69,10 +71,14 @@ export interface SessionContext {
   handshakeTimeoutMs: number;
   /** Silence after which a protocol client is pinged (at half) and then closed. */
   idleTimeoutMs: number;
+  /** How long a dropped protocol client's name is kept for its token. */
+  nameGraceMs: number;
   /** A clock the server updates about once a second, cheap to read per chunk. */
   clock: { now: number };
   /** Checks passwords and operator tokens. */
   gate: Gate;
+  /** Limits that follow the peer's address. */
+  addressLimits: AddressLimits;
   log: (line: string) => void;
 }
 
@@ -103,6 +109,14 @@ export class Session implements Member {
   readonly #queue: OutboundQueue;
   readonly #decoder: LineDecoder;
   readonly #bucket: TokenBucket;
+  /** Bytes of messages, by the length of their lines. */
+  readonly #byteBucket: TokenBucket | undefined;
+  /** Renames, room changes and topics. */
+  readonly #actions = new TokenBucket(ACTION_LIMIT);
+  /** Rooms this client creates. */
+  readonly #roomCreations = new TokenBucket(ROOM_CREATION_LIMIT);
+  /** The length in bytes of the line being handled. */
+  #lineBytes = 0;
   #mode: Mode = "undecided";
   #plainTimer: ReturnType<typeof setTimeout> | undefined;
   #joined = false;
@@ -124,6 +138,12 @@ export class Session implements Member {
     });
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
     this.#bucket = new TokenBucket({ ...ctx.limits, slack: rateSlack(ctx.limits.rate) });
+    const rateBytes = ctx.limits.rateBytes;
+    this.#byteBucket = rateBytes === undefined ? undefined : new TokenBucket({
+      rate: rateBytes,
+      burst: 4 * ctx.limits.maxFrameBytes,
+      slack: rateBytes / 4,
+    });
     this.#history = ctx.defaultHistory;
     this.#connectedAt = this.#heardAt = ctx.clock.now;
   }
@@ -208,7 +228,8 @@ export class Session implements Member {
    */
   close(
     reason: string,
-    options: { notice?: ErrorFrame; dropQueued?: boolean; silent?: boolean } = {},
+    options: { notice?: ErrorFrame; dropQueued?: boolean; silent?: boolean; release?: boolean } =
+      {},
   ): Promise<void> {
     this.#closing ??= this.#close(reason, options);
     return this.#closing;
@@ -216,13 +237,19 @@ export class Session implements Member {
 
   async #close(
     reason: string,
-    { notice, dropQueued = false, silent = false }: {
+    { notice, dropQueued = false, silent = false, release = false }: {
       notice?: ErrorFrame;
       dropQueued?: boolean;
       silent?: boolean;
+      release?: boolean;
     },
   ): Promise<void> {
-    if (this.#joined) this.#ctx.hub.leave(this, reason, silent);
+    if (this.#joined) {
+      // A protocol client that dropped keeps its name for a while, for its token.
+      const holds = !this.plain && !silent && !release;
+      const hold = holds ? { token: this.token, ms: this.#ctx.nameGraceMs } : undefined;
+      this.#ctx.hub.leave(this, reason, { silent, hold });
+    }
     this.#ctx.log(
       `disconnect ${this.remote}${this.#joined ? ` ${this.name}` : ""}: ${reason}`,
     );
@@ -259,6 +286,10 @@ export class Session implements Member {
   }
 
   #handleLine(line: Line): void {
+    this.#lineBytes = line instanceof Uint8Array ? line.length : 0;
+    if (this.#mode === "undecided" && line instanceof Uint8Array && startsWithBom(line)) {
+      line = line.subarray(3); // an editor's or a Windows tool's byte-order mark
+    }
     if (this.#mode === "undecided") {
       clearTimeout(this.#plainTimer);
       this.#plainTimer = undefined;
@@ -338,7 +369,7 @@ export class Session implements Member {
       return;
     }
     const roomName = this.#checkRoom(frame.room ?? DEFAULT_ROOM);
-    if (roomName === undefined) {
+    if (roomName === undefined || !this.#mayCreateRoom(roomName)) {
       this.close("room refused");
       return;
     }
@@ -359,8 +390,8 @@ export class Session implements Member {
     if (resumed) {
       holder.close("replaced by a new connection", { silent: true, notice: replaced() });
     }
-    if (!this.#ctx.hub.claim(this, name)) {
-      this.#error("name_taken", `the name "${name}" is taken; choose another with --name`);
+    if (!this.#ctx.hub.claim(this, name, frame.token)) {
+      this.#error("name_taken", this.#takenMessage(name) + "; choose another with --name");
       this.close("name taken");
       return;
     }
@@ -403,6 +434,21 @@ export class Session implements Member {
     for (const frame of frames) this.#send({ ...frame, replay: true });
   }
 
+  /** Why a name cannot be had: someone has it, or it waits for a dropped connection. */
+  #takenMessage(name: string): string {
+    const holder = this.#ctx.hub.holder(name);
+    const held = this.#ctx.hub.heldFor(name);
+    if (holder === undefined && held > 0) {
+      return `the name "${name}" is kept ${Math.ceil(held / 1000)} s more for the one whose ` +
+        "connection just dropped, so that they can come back";
+    }
+    const plainlySame = (a: string) => a.normalize("NFKC").toLowerCase();
+    if (holder !== undefined && holder !== this && plainlySame(holder.name) !== plainlySame(name)) {
+      return `the name "${name}" looks too much like "${holder.name}", who is online`;
+    }
+    return `the name "${name}" is taken`;
+  }
+
   /** Validates a room name; sends the error and returns undefined if it is bad. */
   #checkRoom(wanted: string, ref?: number): string | undefined {
     const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
@@ -437,8 +483,9 @@ export class Session implements Member {
   }
 
   #join(wanted: string, ref?: number): void {
+    if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
     const roomName = this.#checkRoom(wanted, ref);
-    if (roomName === undefined) return;
+    if (roomName === undefined || !this.#mayCreateRoom(roomName, ref)) return;
     const entry = this.#ctx.hub.enter(this, roomName, { history: this.#history });
     if (entry === undefined) {
       return this.#error(
@@ -461,7 +508,8 @@ export class Session implements Member {
   }
 
   #topic(text: string, ref?: number): void {
-    const topic = text.trim();
+    if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
+    const topic = cleanText(text).trim();
     if ([...topic].length > MAX_TOPIC_LENGTH) {
       return this.#error("bad_frame", `a topic is at most ${MAX_TOPIC_LENGTH} characters`, ref);
     }
@@ -469,6 +517,7 @@ export class Session implements Member {
   }
 
   #direct(to: string, text: string, ref?: number): void {
+    text = cleanText(text);
     if (!this.#allowed(text, ref)) return;
     if (!this.#ctx.hub.direct(this, to, text, ref)) {
       this.#error("no_such_user", `nobody called "${to}" is online`, ref);
@@ -499,7 +548,7 @@ export class Session implements Member {
       case "pong":
         return;
       case "quit":
-        this.close("quit");
+        this.close("quit", { release: true });
         return;
       case "hello":
         return this.#error("already_joined", "already joined; hello comes once");
@@ -507,6 +556,7 @@ export class Session implements Member {
   }
 
   #say(text: string, ref?: number): void {
+    text = cleanText(text);
     if (!this.#allowed(text, ref)) return;
     const result = this.#ctx.hub.say(this, text, ref);
     if (result === "busy") {
@@ -526,7 +576,8 @@ export class Session implements Member {
       this.#error("bad_frame", "a message cannot be empty", ref);
       return false;
     }
-    const waitMs = this.#bucket.take(performance.now());
+    const now = performance.now();
+    const waitMs = this.#bucket.take(now);
     if (waitMs > 0) {
       this.#error(
         "rate_limited",
@@ -536,14 +587,61 @@ export class Session implements Member {
       );
       return false;
     }
+    const bytesWaitMs = this.#byteBucket?.take(now, this.#lineBytes) ?? 0;
+    if (bytesWaitMs > 0) {
+      this.#error(
+        "rate_limited",
+        `slow down: at most ${this.#ctx.limits.rateBytes} bytes of messages a second; ` +
+          `not sent, try again in ${bytesWaitMs} ms`,
+        ref,
+        { retryMs: bytesWaitMs },
+      );
+      return false;
+    }
     return true;
   }
 
+  /** Checks a rename, room change or topic is within this client's pace; says why not. */
+  #actionAllowed(what: string, ref?: number): boolean {
+    const waitMs = this.#actions.take(performance.now());
+    if (waitMs === 0) return true;
+    this.#error(
+      "rate_limited",
+      `slow down: at most ${ACTION_LIMIT.burst} ${what} at once, then one a second; ` +
+        `try again in ${waitMs} ms`,
+      ref,
+      { retryMs: waitMs },
+    );
+    return false;
+  }
+
+  /**
+   * Checks this client, and its address, may create a room now, unless the
+   * room exists; says why not.
+   */
+  #mayCreateRoom(roomName: string, ref?: number): boolean {
+    if (this.#ctx.hub.hasRoom(roomName)) return true;
+    const now = performance.now();
+    // The address's allowance is spent only on rooms this client may make.
+    const waitMs = this.#roomCreations.take(now) ||
+      this.#ctx.addressLimits.createRoom(this.address, now);
+    if (waitMs === 0) return true;
+    this.#error(
+      "rate_limited",
+      `you are creating rooms too fast; join an existing one (/rooms lists them) or try again ` +
+        `in ${Math.ceil(waitMs / 1000)} s`,
+      ref,
+      { retryMs: waitMs },
+    );
+    return false;
+  }
+
   #rename(wanted: string, ref?: number): void {
+    if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
     const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
     if (!checked.ok) return this.#error("bad_name", `cannot use that name: ${checked.reason}`, ref);
     if (!this.#ctx.hub.rename(this, checked.name)) {
-      this.#error("name_taken", `the name "${checked.name}" is taken`, ref);
+      this.#error("name_taken", this.#takenMessage(checked.name), ref);
     }
   }
 
@@ -607,7 +705,7 @@ export class Session implements Member {
     if (request !== undefined) return this.#handleFrame(request);
     switch (input.kind) {
       case "quit":
-        this.close("quit");
+        this.close("quit", { release: true });
         return;
       case "help":
         this.deliver(textEncoder.encode(COMMAND_HELP.map((l) => `* ${l}\r\n`).join("")));
@@ -650,8 +748,17 @@ export function slowConsumer(limit: number): ErrorFrame {
   };
 }
 
+/** Renames, room changes and topic changes a client may make at once, then per second. */
+const ACTION_LIMIT = { burst: 5, rate: 1 };
+/** Rooms a client may create at once, then per second (one per ten seconds). */
+const ROOM_CREATION_LIMIT = { burst: 3, rate: 0.1 };
+
 /** How long a plain-text client has to type the password. */
 const PASSWORD_TIMEOUT_MS = 60_000;
+
+function startsWithBom(line: Uint8Array): boolean {
+  return line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf;
+}
 
 /** A frame as a plain-text client sees it: one line of text. */
 export function renderLine(frame: ServerFrame): Uint8Array {

@@ -47,23 +47,24 @@ export class TokenBucket {
   }
 
   /**
-   * Takes one token at time `nowMs`. Returns 0 when allowed, otherwise the
-   * milliseconds to wait before trying again (nothing is taken then).
-   * Refusals in a row are told times a token apart: each retry finds its
-   * own token.
+   * Takes `cost` tokens (one by default; never more than the bucket holds)
+   * at time `nowMs`. Returns 0 when allowed, otherwise the milliseconds to
+   * wait before trying again (nothing is taken then). Refusals in a row are
+   * told times a token apart: each retry finds its own token.
    */
-  take(nowMs: number): number {
+  take(nowMs: number, cost = 1): number {
+    cost = Math.min(cost, this.#capacity);
     if (this.#updated !== undefined) {
       const refill = ((nowMs - this.#updated) / 1000) * this.#rate;
       this.#tokens = Math.min(this.#capacity, this.#tokens + Math.max(0, refill));
     }
     this.#updated = nowMs;
-    if (this.#tokens >= 1) {
-      this.#tokens -= 1;
+    if (this.#tokens >= cost) {
+      this.#tokens -= cost;
       return 0;
     }
-    const ready = nowMs + ((1 - this.#tokens) / this.#rate) * 1000;
-    this.#lastRetryAt = Math.max(ready, this.#lastRetryAt + 1000 / this.#rate);
+    const ready = nowMs + ((cost - this.#tokens) / this.#rate) * 1000;
+    this.#lastRetryAt = Math.max(ready, this.#lastRetryAt + (1000 * cost) / this.#rate);
     return Math.max(1, Math.ceil(this.#lastRetryAt - nowMs));
   }
 }

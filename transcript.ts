@@ -8,6 +8,7 @@
  * @module
  */
 
+import { escapeJsonLine } from "./text/names.ts";
 import { ExitCode, Failure, parseFlags, UsageError } from "./cli.ts";
 import { neutralize, validateName } from "./protocol.ts";
 import { DatabaseError, readTranscript, type StoredMessage } from "./store/sqlite.ts";
@@ -62,7 +63,7 @@ export function parseSince(text: string, now: number): number | undefined {
 export function formatLine(message: StoredMessage, format: "text" | "jsonl"): string {
   if (format === "jsonl") {
     const { room, seq, id, ts, from, text } = message;
-    return JSON.stringify({ room, seq, id, ts, from, text });
+    return escapeJsonLine(JSON.stringify({ room, seq, id, ts, from, text }));
   }
   const date = new Date(message.ts);
   const two = (n: number) => String(n).padStart(2, "0");

@@ -133,6 +133,20 @@ export class SqliteStore {
   }
 
   /**
+   * Opens the database at `path` to read only, for {@linkcode SqliteStore.loadRoom}
+   * beside a writer; a read waits at most `busyTimeoutMs` for a lock.
+   */
+  static openReader(path: string, options: { busyTimeoutMs: number }): SqliteStore {
+    try {
+      const db = new DatabaseSync(path, { readOnly: true });
+      db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs};`);
+      return new SqliteStore(db, path);
+    } catch (error) {
+      throw databaseError(path, error);
+    }
+  }
+
+  /**
    * Opens (creating if need be) the database at `path`; throws
    * {@linkcode DatabaseError}. A write waits at most `busyTimeoutMs` for
    * another process's lock before it fails.
@@ -177,20 +191,7 @@ export class SqliteStore {
     for (const room of rooms) {
       if (room.epoch === "") setEpoch.run(room.epoch = newEpoch(), room.key);
     }
-    const recent = this.#db.prepare(
-      "SELECT seq, id, ts, sender, text, ref FROM messages WHERE room_key = ? " +
-        "ORDER BY seq DESC LIMIT ?",
-    );
-    const loaded = rooms.map((room) => {
-      const rows = recent.all(room.key, retention).reverse() as unknown as Row[];
-      return {
-        name: room.name,
-        topic: room.topic,
-        epoch: room.epoch,
-        lastSeq: rows.at(-1)?.seq ?? 0,
-        recent: rows.map((row) => fromRow(room.name, row)),
-      };
-    });
+    const loaded = rooms.map((room) => this.#withRecent(room, retention));
     const reserved = this.#db.prepare("SELECT value FROM meta WHERE key = 'next_id'").get() as
       | { value: number }
       | undefined;
@@ -201,6 +202,36 @@ export class SqliteStore {
     const reservedUntil = nextId + ID_BLOCK;
     this.reserveIdsUntil(reservedUntil);
     return { rooms: loaded, nextId, reservedUntil };
+  }
+
+  /**
+   * One room as it is stored, with its last `retention` messages, or
+   * undefined if the database has no such room: for a room the server let
+   * go of when it stood empty, and now made again.
+   */
+  loadRoom(name: string, retention: number): StoredRoom | undefined {
+    const room = this.#db.prepare("SELECT key, name, topic, epoch FROM rooms WHERE key = ?")
+      .get(roomKey(name)) as
+        | { key: string; name: string; topic: string; epoch: string }
+        | undefined;
+    return room === undefined || room.epoch === "" ? undefined : this.#withRecent(room, retention);
+  }
+
+  #withRecent(
+    room: { key: string; name: string; topic: string; epoch: string },
+    retention: number,
+  ): StoredRoom {
+    const rows = this.#db.prepare(
+      "SELECT seq, id, ts, sender, text, ref FROM messages WHERE room_key = ? " +
+        "ORDER BY seq DESC LIMIT ?",
+    ).all(room.key, retention).reverse() as unknown as Row[];
+    return {
+      name: room.name,
+      topic: room.topic,
+      epoch: room.epoch,
+      lastSeq: rows.at(-1)?.seq ?? 0,
+      recent: rows.map((row) => fromRow(room.name, row)),
+    };
   }
 
   /** Records that no id below `until` may be handed out again, after a restart too. */

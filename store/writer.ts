@@ -9,7 +9,7 @@
  * @module
  */
 
-import { ID_BLOCK, type LoadedState, type RoomRecord } from "./sqlite.ts";
+import { ID_BLOCK, type LoadedState, type RoomRecord, type StoredRoom } from "./sqlite.ts";
 import { SqliteStore, type StoredMessage } from "./sqlite.ts";
 
 /** A request to the worker. */
@@ -44,11 +44,17 @@ export class StoreWriter {
   readonly #waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   #next = 0;
   #reservedUntil: number;
+  readonly #path: string;
+  readonly #retention: number;
+  /** A read-only connection on this thread, opened the first time a room is recalled. */
+  #reader: SqliteStore | undefined;
   #closed: Promise<void> | undefined;
   /** Why the thread died, if it did: every later request fails with it. */
   #dead: Error | undefined;
 
-  private constructor(path: string, reservedUntil: number) {
+  private constructor(path: string, retention: number, reservedUntil: number) {
+    this.#path = path;
+    this.#retention = retention;
     this.#reservedUntil = reservedUntil;
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     this.#worker.onmessage = (event: MessageEvent<WorkerReply>) => {
@@ -82,7 +88,7 @@ export class StoreWriter {
     } finally {
       store.close();
     }
-    return { writer: new StoreWriter(path, loaded.reservedUntil), loaded };
+    return { writer: new StoreWriter(path, options.retention, loaded.reservedUntil), loaded };
   }
 
   /** Stores messages and room records in one transaction; rejects if it failed. */
@@ -103,8 +109,21 @@ export class StoreWriter {
     });
   }
 
+  /**
+   * A room the server let go of when it stood empty, as stored, or
+   * undefined if the database has none. Reads on this thread: a reader
+   * never waits for the writer in WAL mode, and rooms are made rarely (it
+   * is rate-limited); a lock held longer than 100 ms throws.
+   */
+  recall(name: string): StoredRoom | undefined {
+    this.#reader ??= SqliteStore.openReader(this.#path, { busyTimeoutMs: 100 });
+    return this.#reader.loadRoom(name, this.#retention);
+  }
+
   /** Finishes what was posted, closes the database and stops the thread. */
   close(): Promise<void> {
+    this.#reader?.close();
+    this.#reader = undefined;
     this.#closed ??= this.#request({ kind: "close" }).catch(() => {}).finally(() => {
       this.#worker.terminate();
     });

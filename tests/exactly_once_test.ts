@@ -24,7 +24,7 @@ async function withServer(
   }
 }
 
-const fast = { rate: 100_000, burst: 100_000 };
+const fast = { rate: 100_000, burst: 100_000, rateBytes: 1024 ** 3 };
 
 Deno.test("a resume after 300 missed 1 KB messages replays all 300, with the default queue limit", async () => {
   await withServer(fast, async (server, clients) => {
@@ -80,7 +80,15 @@ Deno.test("a history of 45 messages of 8 KB arrives whole, and live messages wai
 });
 
 Deno.test("chat join --history 50 in a room of 8 KB messages shows all 50", async () => {
-  const { serve, port } = await startServe("--rate", "1000", "--burst", "1000", "--quiet");
+  const { serve, port } = await startServe(
+    "--rate",
+    "1000",
+    "--burst",
+    "1000",
+    "--rate-bytes",
+    "100000000",
+    "--quiet",
+  );
   try {
     const writer = new Chat(["join", `127.0.0.1:${port}`, "--name", "writer", "--room", "lab"]);
     const eight = "z".repeat(8000);
@@ -274,9 +282,10 @@ Deno.test("refusals of join, nick, topic and malformed frames carry the frame's 
     await ada.send({ type: "join", room: "third", ref: 13 });
     await ada.send({ type: "nick", name: "bob", ref: 14 });
     await ada.send({ type: "nick", name: "a b", ref: 15 });
-    await ada.send({ type: "topic", text: "t".repeat(300), ref: 16 });
     await ada.send({ type: "msg", text: 42, ref: 17 });
     await ada.send({ type: "launch", ref: 18 });
+    await ada.send({ type: "topic", text: "over the limit of five changes at once", ref: 19 });
+    await bob.send({ type: "topic", text: "t".repeat(300), ref: 16 });
     await ada.frames.waitFor(
       () => ada.frames.received.filter((f) => f.type === "error").length === 7,
       "seven refusals",
@@ -287,10 +296,12 @@ Deno.test("refusals of join, nick, topic and malformed frames carry the frame's 
       ["too_many_rooms", 13],
       ["name_taken", 14],
       ["bad_name", 15],
-      ["bad_frame", 16],
       ["bad_frame", 17],
       ["bad_frame", 18],
+      ["rate_limited", 19],
     ]);
+    const topic = await bob.waitForError("bad_frame");
+    assert.equal(topic.type === "error" && topic.ref, 16);
   });
 });
 

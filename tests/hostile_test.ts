@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { deadline, startServer, TestClient } from "./helpers.ts";
-import { Chat, startServe } from "./subprocess.ts";
+import { Chat, startServe, stop } from "./subprocess.ts";
 import type { ChatServer, ServeOptions } from "../server.ts";
 
 async function withServer(
@@ -150,5 +150,268 @@ Deno.test("chat join notices a server that stopped answering, and comes back whe
     serve.child.kill("SIGCONT");
     serve.child.kill("SIGTERM");
     await serve.exit();
+  }
+});
+
+Deno.test("renames, room changes and topics are limited per client; the offender is told", async () => {
+  await withServer({}, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada");
+    const flooder = await TestClient.join(server, "flooder");
+    clients.push(ada, flooder);
+    for (let i = 0; i < 50; i++) await flooder.send({ type: "topic", text: `t${i}`, ref: i });
+    await flooder.send({ type: "ping", data: "sync" });
+    await flooder.frames.waitFor((f) => f.type === "pong", "pong");
+    const limited = flooder.frames.received.filter((f) =>
+      f.type === "error" && f.code === "rate_limited"
+    );
+    assert.ok(limited.length >= 40, `${limited.length} refusals`);
+    await ada.send({ type: "ping", data: "sync" });
+    await ada.frames.waitFor((f) => f.type === "pong", "pong");
+    const topics = ada.frames.received.filter((f) => f.type === "event" && f.event === "topic");
+    assert.ok(topics.length <= 10, `ada saw ${topics.length} topic changes`);
+  });
+});
+
+Deno.test("messages are limited in bytes per second too", async () => {
+  await withServer({ rate: 1000, burst: 1000, rateBytes: 4096 }, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada");
+    clients.push(ada);
+    const big = "b".repeat(8000);
+    for (let ref = 1; ref <= 8; ref++) await ada.send({ type: "msg", text: big, ref });
+    await ada.send({ type: "ping", data: "sync" });
+    await ada.frames.waitFor((f) => f.type === "pong", "pong");
+    // A burst of four 16 KiB lines' worth (64 KiB) plus slack: 8 lines of 8 KB fit, the 9th not.
+    await ada.send({ type: "msg", text: big, ref: 9 });
+    const refusal = await ada.waitForError("rate_limited");
+    assert.equal(refusal.type === "error" && refusal.ref, 9);
+    assert.match(refusal.type === "error" ? refusal.message : "", /bytes of messages a second/);
+  });
+});
+
+Deno.test("connecting in a loop from one address is slowed; the room is not flooded with notices", async () => {
+  await withServer({ maxPerAddress: 16 }, async (server, clients) => {
+    const watcher = await TestClient.join(server, "watcher");
+    clients.push(watcher);
+    let welcomed = 0;
+    let limited = 0;
+    for (let i = 0; i < 200; i++) {
+      const a = await attacker(server.addr.port);
+      a.socket.write(`{"type":"hello","version":1,"name":"bot${i}"}\n`);
+      await new Promise<void>((resolve) => {
+        const check = () => {
+          const text = a.received();
+          if (text.includes('"type":"welcome"') || text.includes('"code":"rate_limited"')) {
+            resolve();
+          } else a.socket.once("data", check);
+        };
+        a.socket.once("close", () => resolve());
+        check();
+      });
+      if (a.received().includes('"type":"welcome"')) welcomed++;
+      if (a.received().includes('"code":"rate_limited"')) limited++;
+      a.socket.destroy();
+    }
+    assert.ok(welcomed <= 40, `${welcomed} of 200 got in`);
+    assert.ok(limited >= 150, `${limited} were told to slow down`);
+    await watcher.send({ type: "ping", data: "sync" });
+    await watcher.frames.waitFor((f) => f.type === "pong", "pong");
+    const notices = watcher.frames.received.filter((f) => f.type === "event");
+    assert.ok(notices.length <= 2 * 40 + 1, `${notices.length} notices`);
+  });
+});
+
+Deno.test("creating rooms is limited per client and per address; others can still make one", async () => {
+  await withServer({ maxPerAddress: 16, maxRooms: 100 }, async (server, clients) => {
+    const created: string[] = [];
+    for (let c = 0; c < 5; c++) {
+      const conn = await attacker(server.addr.port);
+      conn.socket.write(`{"type":"hello","version":1,"name":"maker${c}"}\n`);
+      for (let r = 0; r < 5; r++) {
+        conn.socket.write(`{"type":"join","room":"r${c}x${r}","ref":${r}}\n`);
+      }
+      conn.socket.write(`{"type":"ping","data":"end"}\n`);
+      await deadline(
+        new Promise<void>((resolve) => {
+          const check = () =>
+            conn.received().includes('"type":"pong"') ? resolve() : conn.socket.once("data", check);
+          check();
+        }),
+        5000,
+        "pong",
+      );
+      for (const line of conn.received().split("\n")) {
+        if (line.includes('"type":"room"')) created.push(JSON.parse(line).room);
+      }
+      conn.socket.destroy();
+    }
+    // Each client may make 3 at once; the address 10 in all.
+    assert.equal(created.length, 10, created.join(" "));
+    const honest = await TestClient.join(server, "honest");
+    clients.push(honest);
+    await honest.send({ type: "join", room: "team1" });
+    await honest.frames.waitFor(
+      (f) => f.type === "room" && f.room === "team1",
+      "a room of its own",
+    );
+  });
+});
+
+Deno.test("a dropped name is kept for its token: an impostor cannot take it, nor its private messages", async () => {
+  await withServer({}, async (server, clients) => {
+    const teacher = await TestClient.join(server, "teacher");
+    const student = await TestClient.join(server, "student");
+    clients.push(student);
+    const token = teacher.welcome!.token;
+    await teacher.close(); // the Wi-Fi blinks
+    await student.waitForEvent("leave", "teacher");
+
+    const impostor = await TestClient.connect(server);
+    clients.push(impostor);
+    await impostor.send({ type: "hello", version: 1, name: "teacher" });
+    const refused = await impostor.waitForError("name_taken");
+    assert.match(refused.type === "error" ? refused.message : "", /kept \d+ s more/);
+    await student.send({ type: "nick", name: "TEACHER", ref: 1 });
+    await student.waitForError("name_taken");
+    await student.send({ type: "dm", to: "teacher", text: "are you there?", ref: 2 });
+    const notOnline = await student.waitForError("no_such_user");
+    assert.equal(notOnline.type === "error" && notOnline.ref, 2);
+
+    const back = await TestClient.join(server, "teacher", { token });
+    clients.push(back);
+    await student.waitForEvent("join", "teacher");
+  });
+});
+
+Deno.test("after the grace period the name is free again", async () => {
+  await withServer({ nameGraceMs: 200, livenessCheckMs: 50 }, async (server, clients) => {
+    const first = await TestClient.join(server, "ada");
+    const watcher = await TestClient.join(server, "watcher");
+    clients.push(watcher);
+    await first.close();
+    await watcher.waitForEvent("leave", "ada");
+    // Wait on the server's own clock: its next sweeps let go of the name.
+    await deadline(
+      (async () => {
+        for (;;) {
+          const attempt = await TestClient.join(server, "ada").catch(() => undefined);
+          if (attempt) return clients.push(attempt);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })(),
+      5000,
+      "the name comes free",
+    );
+  });
+});
+
+Deno.test("an empty room without a topic expires; with --db it comes back as it was", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const db of [undefined, `${dir}/chat.db`]) {
+      await withServer(
+        { db, roomExpiryMs: 100, livenessCheckMs: 50, ...{ rate: 1000, burst: 1000 } },
+        async (server, clients) => {
+          const ada = await TestClient.join(server, "ada", { room: "scratch" });
+          for (let i = 1; i <= 3; i++) await ada.send({ type: "msg", text: `m${i}` });
+          await ada.waitForMessages(3);
+          const epoch = ada.welcome!.epoch;
+          await ada.send({ type: "join", room: "lobby" });
+          await ada.frames.waitFor((f) => f.type === "room", "back in the lobby");
+          clients.push(ada);
+          await deadline(
+            (async () => {
+              for (;;) {
+                await ada.send({ type: "rooms" });
+                const list = await ada.frames.waitFor(
+                  (f) => f.type === "rooms" && !f.rooms.some((r) => r.name === "scratch"),
+                  "rooms without scratch",
+                  200,
+                ).catch(() => undefined);
+                if (list) return;
+              }
+            })(),
+            5000,
+            "scratch expires",
+          );
+          const bob = await TestClient.join(server, "bob", { room: "scratch", history: 10 });
+          clients.push(bob);
+          if (db === undefined) {
+            assert.notEqual(bob.welcome!.epoch, epoch, "a new numbering");
+            assert.equal(bob.welcome!.seq, 0);
+          } else {
+            assert.equal(bob.welcome!.epoch, epoch, "the same numbering, from the database");
+            await bob.waitForMessages(3);
+            await bob.send({ type: "msg", text: "m4" });
+            const m4 = await bob.frames.waitFor((f) => f.type === "msg" && !f.replay, "m4");
+            assert.equal(m4.type === "msg" && m4.seq, 4);
+          }
+        },
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("names and rooms that only look like others are refused; text loses its disguises", async () => {
+  await withServer({}, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada");
+    const teacher = await TestClient.join(server, "teacher");
+    clients.push(ada, teacher);
+    const refusals: [string, string][] = [];
+    for (
+      const name of [
+        "\u0430da", // Cyrillic а
+        "t\u0435acher", // Cyrillic е
+        "\u0391da", // Greek Alpha
+        "ada\u034f", // combining grapheme joiner
+        "ada\ufe0f",
+        "\u3164", // Hangul filler
+        "\uff41\uff44\uff41", // fullwidth ａｄａ
+        "\u{1d41a}\u{1d41d}\u{1d41a}", // mathematical bold
+        "\u0455erver", // Cyrillic ѕ
+        "server.",
+        "administrator",
+      ]
+    ) {
+      const client = await TestClient.connect(server);
+      clients.push(client);
+      await client.send({ type: "hello", version: 1, name });
+      const answer = await client.frames.waitFor((f) => f.type === "error", `refusal of ${name}`);
+      if (answer.type === "error") refusals.push([name, answer.code]);
+    }
+    assert.ok(
+      refusals.every(([, code]) => code === "bad_name" || code === "name_taken"),
+      JSON.stringify(refusals),
+    );
+    assert.equal(refusals.length, 11);
+
+    await ada.send({ type: "join", room: "lobby\u034f", ref: 1 });
+    await ada.waitForError("bad_room");
+    await ada.send({ type: "msg", text: "invoice\u202egpj.exe \u200bhidden" });
+    const cleaned = await teacher.frames.waitFor((f) => f.type === "msg", "the message");
+    assert.equal(cleaned.type === "msg" && cleaned.text, "invoicegpj.exe hidden");
+  });
+});
+
+Deno.test("chat join --json escapes C1 controls, bidi controls and line separators, and stays JSON", async () => {
+  const { serve, port } = await startServe("--quiet");
+  try {
+    const reader = new Chat(["join", `127.0.0.1:${port}`, "--name", "reader", "--json"]);
+    await reader.waitFor(/"type":"welcome"/);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const sender = TestClient.fromConn(conn);
+    await sender.send({ type: "hello", version: 1, name: "sender" });
+    await sender.frames.waitFor((f) => f.type === "welcome", "welcome");
+    const text = "a\u009b2Jb\u2028c\u009d0;title\u0007";
+    await sender.send({ type: "msg", text });
+    const line = await reader.waitFor(/"from":"sender"/);
+    assert.ok(!/[\u0080-\u009f\u2028\u2029\u202a-\u202e]/.test(line), line);
+    assert.match(line, /\\u009b/);
+    assert.equal(JSON.parse(line).text, text);
+    await sender.close();
+    assert.equal(await reader.exit(), 0);
+  } finally {
+    assert.equal(await stop(serve), 0);
   }
 });

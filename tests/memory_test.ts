@@ -24,12 +24,16 @@ Deno.test({
     const historyMb = 8;
     const { serve, port } = await startServe(
       "--quiet",
+      "--max-per-address", // 30 writers come one after another from 127.0.0.1
+      "100",
       "--history-mb",
       String(historyMb),
       "--rate",
       "1000000",
       "--burst",
       "1000000",
+      "--rate-bytes",
+      "1000000000",
     );
     const server = { addr: { port } } as ChatServer;
     const clients: TestClient[] = [];

@@ -132,7 +132,7 @@ Deno.test("abrupt disconnects: reset, half-close and vanishing are each removed 
 
 Deno.test("a client that stops reading is cut off as slow_consumer; the others lose nothing", async () => {
   await withServer(
-    { rate: 100_000, burst: 100_000 }, // the default queue limit
+    { rate: 100_000, burst: 100_000, rateBytes: 1024 ** 3 }, // the default queue limit
     async (server, track) => {
       const sender = track(await TestClient.join(server, "sender"));
       const reader = track(await TestClient.join(server, "reader"));
