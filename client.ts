@@ -33,7 +33,7 @@ import {
   parseFlags,
   UsageError,
 } from "./cli.ts";
-import { COMMAND_HELP, parseInput, requestFrame } from "./commands.ts";
+import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "./commands.ts";
 import {
   type ClientFrame,
   encodeFrame,
@@ -352,7 +352,7 @@ class Link {
         ? ExitCode.authFailed
         : frame.code === "server_full" || frame.code === "too_many_connections"
         ? ExitCode.unavailable
-        : frame.code === "server_shutdown" || frame.code === "replaced"
+        : frame.code === "server_shutdown" || frame.code === "replaced" || frame.code === "banned"
         ? ExitCode.disconnected
         : ExitCode.protocol;
       throw new Failure(`${this.#where} refused to let you in: ${frame.message}`, code);
@@ -879,8 +879,8 @@ class Client {
       ) {
         reason = frame.message;
       }
-      // Another client took our name over with our token: coming back would only fight it.
-      if (frame.type === "error" && frame.code === "replaced") {
+      // Replaced by our own token elsewhere, or removed by an operator: coming back would not do.
+      if (frame.type === "error" && ["replaced", "kicked", "banned"].includes(frame.code)) {
         this.#leaving ??= ExitCode.disconnected;
       }
       if (frame.type === "history" && frame.restarted) {
@@ -943,10 +943,12 @@ class Client {
       // Messages go through the outbox, which confirms them; the rest is sent as is.
       if (request?.type === "msg") return this.#outbox.add(request.text);
       if (request?.type === "dm") return this.#outbox.add(request.text, request.to);
+      // A token typed with /op is given again in the hello after a reconnect.
+      if (request?.type === "op") this.#secrets.opToken = request.token;
       if (request !== undefined) return this.#link?.send(request);
       switch (input.kind) {
         case "help":
-          return COMMAND_HELP.forEach((help) => ui.say(`* ${help}`));
+          return [...COMMAND_HELP, ...OPERATOR_HELP].forEach((help) => ui.say(`* ${help}`));
         case "quit":
           return this.leave(ExitCode.ok);
         case "empty":

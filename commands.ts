@@ -7,12 +7,18 @@
  * @module
  */
 import type {
+  BanFrame,
   DirectSendFrame,
   JoinRoomFrame,
+  KickFrame,
+  MotdFrame,
+  MuteFrame,
   NickFrame,
+  OpFrame,
   RoomsRequestFrame,
   SendFrame,
   TopicFrame,
+  UnbanFrame,
   WhoRequestFrame,
 } from "./protocol.ts";
 
@@ -22,7 +28,13 @@ export type Input =
   | { kind: "msg"; to: string; text: string }
   | { kind: "join"; room: string }
   | { kind: "rooms" }
-  | { kind: "topic"; text: string }
+  | { kind: "topic"; text: string; room?: string }
+  | { kind: "op"; token: string }
+  | { kind: "kick"; name: string; reason?: string }
+  | { kind: "mute"; name: string; minutes?: number }
+  | { kind: "ban"; name: string; minutes?: number; reason?: string }
+  | { kind: "unban"; name: string }
+  | { kind: "motd"; text: string }
   | { kind: "nick"; name: string }
   | { kind: "who" }
   | { kind: "help" }
@@ -39,9 +51,15 @@ export type Request =
   | RoomsRequestFrame
   | TopicFrame
   | NickFrame
-  | WhoRequestFrame;
+  | WhoRequestFrame
+  | OpFrame
+  | KickFrame
+  | MuteFrame
+  | BanFrame
+  | UnbanFrame
+  | MotdFrame;
 
-/** The help text for the commands, one line each. */
+/** The help text for everyone's commands, one line each. */
 export const COMMAND_HELP: readonly string[] = [
   "/join ROOM      go to a room (it is created if need be)",
   "/rooms          list the rooms",
@@ -52,6 +70,18 @@ export const COMMAND_HELP: readonly string[] = [
   "/quit           leave (also !DISCONNECT, Ctrl-D)",
   "/help           show this help",
   "//text          send a message that starts with /",
+];
+
+/** The operators' commands, one line each, after a heading. */
+export const OPERATOR_HELP: readonly string[] = [
+  "For operators:",
+  "/op TOKEN                    become an operator (the token chat serve printed)",
+  "/kick NAME [REASON]          disconnect someone",
+  "/mute NAME [MINUTES]         silence someone (default 10 minutes)",
+  "/ban NAME [MINUTES] [REASON] keep a name and its address out (default: until /unban)",
+  "/unban NAME                  lift a ban or a mute",
+  "/topic #ROOM TEXT            set the topic of any room",
+  "/motd TEXT                   set the message of the day, shown to everyone joining",
 ];
 
 /**
@@ -86,8 +116,45 @@ export function parseInput(line: string): Input {
       if (!dm) return { kind: "usage", message: "usage: /msg NAME TEXT" };
       return { kind: "msg", to: dm[1], text: dm[2] };
     }
-    case "topic":
-      return { kind: "topic", text: rest };
+    case "topic": {
+      const other = /^#(\S+)\s*(.*)$/s.exec(rest);
+      return other
+        ? { kind: "topic", room: other[1], text: other[2] }
+        : { kind: "topic", text: rest };
+    }
+    case "op":
+      if (words.length !== 1) return { kind: "usage", message: "usage: /op TOKEN" };
+      return { kind: "op", token: words[0] };
+    case "kick": {
+      if (words.length === 0) return { kind: "usage", message: "usage: /kick NAME [REASON]" };
+      const reason = words.slice(1).join(" ");
+      return { kind: "kick", name: words[0], ...(reason ? { reason } : {}) };
+    }
+    case "mute": {
+      const minutes = words.length === 2 ? wholeNumber(words[1]) : undefined;
+      if (words.length === 0 || words.length > 2 || (words.length === 2 && minutes === undefined)) {
+        return { kind: "usage", message: "usage: /mute NAME [MINUTES]" };
+      }
+      return { kind: "mute", name: words[0], ...(minutes === undefined ? {} : { minutes }) };
+    }
+    case "ban": {
+      if (words.length === 0) {
+        return { kind: "usage", message: "usage: /ban NAME [MINUTES] [REASON]" };
+      }
+      const minutes = words.length > 1 ? wholeNumber(words[1]) : undefined;
+      const reason = words.slice(minutes === undefined ? 1 : 2).join(" ");
+      return {
+        kind: "ban",
+        name: words[0],
+        ...(minutes === undefined ? {} : { minutes }),
+        ...(reason ? { reason } : {}),
+      };
+    }
+    case "unban":
+      if (words.length !== 1) return { kind: "usage", message: "usage: /unban NAME" };
+      return { kind: "unban", name: words[0] };
+    case "motd":
+      return { kind: "motd", text: rest };
     case "rooms":
       return { kind: "rooms" };
     case "who":
@@ -124,7 +191,19 @@ export function requestFrame(input: Input): Request | undefined {
     case "rooms":
       return { type: "rooms" };
     case "topic":
-      return { type: "topic", text: input.text };
+      return input.room === undefined
+        ? { type: "topic", text: input.text }
+        : { type: "topic", text: input.text, room: input.room };
+    case "op":
+      return { type: "op", token: input.token };
+    case "kick":
+    case "mute":
+    case "ban":
+    case "unban":
+    case "motd": {
+      const { kind, ...fields } = input;
+      return { type: kind, ...fields } as Request;
+    }
     case "nick":
       return { type: "nick", name: input.name };
     case "who":
@@ -132,4 +211,8 @@ export function requestFrame(input: Input): Request | undefined {
     default:
       return undefined;
   }
+}
+
+function wholeNumber(word: string): number | undefined {
+  return /^\d{1,6}$/.test(word) ? Number(word) : undefined;
 }

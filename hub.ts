@@ -32,6 +32,7 @@
 import {
   type DirectFrame,
   encodeFrame,
+  type ErrorFrame,
   type EventFrame,
   type MessageFrame,
   nameKey,
@@ -39,6 +40,7 @@ import {
 import { renderFrame } from "./render.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "./store/sqlite.ts";
+import { type BanRecord, Moderation } from "./server/moderation.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -50,6 +52,10 @@ export interface Member {
   room: Room | undefined;
   /** Queues bytes for the member; false when its queue is full. */
   deliver(bytes: Uint8Array): boolean;
+  /** Whether the member is an operator; the hub sets it. */
+  op: boolean;
+  /** The address it connects from, for bans. */
+  readonly address: string;
 }
 
 /** A room: its members, topic and recent messages. */
@@ -62,6 +68,8 @@ export class Room {
   readonly history: RoomHistory;
   /** When the last member left; undefined while anyone is in. */
   emptySince: number | undefined;
+  /** The operators in the room. */
+  readonly ops = new Set<Member>();
 
   constructor(
     readonly name: string,
@@ -89,6 +97,10 @@ export interface Journal {
   reserveIds(nextId: number): void;
   /** A room stored earlier, to make it again as it was; throws if it cannot be read. */
   recall(name: string): StoredRoom | undefined;
+  /** Keeps a ban across restarts. */
+  saveBan(ban: BanRecord): void;
+  /** Forgets a ban on a name's key. */
+  removeBan(key: string): void;
 }
 
 /** Options for {@linkcode Hub}. */
@@ -111,6 +123,12 @@ export interface HubOptions {
   onOverflow: (member: Member) => void;
   /** Called when a batch could not be stored: its senders are told, not relayed. */
   onStoreError?: (error: unknown, refused: { member: Member; ref?: number }[]) => void;
+  /** Called for a member an operator removed (kick, ban), after the room was told. */
+  onRemove?: (member: Member, notice: ErrorFrame, reason: string) => void;
+  /** Bans in force at start (from the database). */
+  bans?: BanRecord[];
+  /** Where moderation is logged. */
+  log?: (line: string) => void;
 }
 
 /** The room everyone starts in. */
@@ -196,6 +214,8 @@ export class Hub {
   readonly #held = new Map<string, { token: string; until: number }>();
   readonly #options: HubOptions;
   readonly #journal: Journal | undefined;
+  /** Mutes, bans and the message of the day. */
+  readonly moderation: Moderation;
   #nextId = 1;
   #guests = 0;
   /** Bytes of history kept in all rooms. */
@@ -211,6 +231,7 @@ export class Hub {
   constructor(options: HubOptions) {
     this.#options = options;
     this.#journal = options.journal;
+    this.moderation = new Moderation(options.bans);
     if (options.loaded) {
       this.#nextId = options.loaded.nextId;
       for (const stored of options.loaded.rooms) this.#restore(stored);
@@ -287,6 +308,7 @@ export class Hub {
     if (member.room === room) return { room, replay: [], gone: 0, restarted: false };
     if (member.room) this.#exit(member, `went to ${room.name}`, false);
     room.members.set(nameKey(member.name), member);
+    if (member.op) room.ops.add(member);
     room.emptySince = undefined;
     if (member.plain) room.plainCount++;
     member.room = room;
@@ -340,25 +362,27 @@ export class Hub {
 
   /**
    * Removes `member` if it is online and tells its room why it left, unless
-   * `silent` (a connection replaced by the same user's new one, which also
-   * keeps the name's recent private messages).
+   * `announce` is false (a takeover by the same user's new connection, or a
+   * removal an operator's event already told). The name's recent private
+   * messages are kept for a takeover (`keepDirects`) or a `hold`: the name
+   * then waits for its token for `hold.ms`.
    */
   leave(
     member: Member,
     reason: string,
-    options: { silent?: boolean; hold?: { token: string; ms: number } } = {},
+    options: { announce?: boolean; keepDirects?: boolean; hold?: { token: string; ms: number } } =
+      {},
   ): void {
     const key = nameKey(member.name);
     if (this.#names.get(key) !== member) return;
     this.#names.delete(key);
-    const { silent = false, hold } = options;
+    const { announce = true, keepDirects = false, hold } = options;
     if (hold && hold.ms > 0 && !this.#closed) {
-      // A dropped connection: the name and its recent private messages wait for the token.
       this.#held.set(key, { token: hold.token, until: performance.now() + hold.ms });
-    } else if (!silent) {
+    } else if (!keepDirects) {
       this.#directLogs.delete(key);
     }
-    if (member.room) this.#exit(member, reason, silent);
+    if (member.room) this.#exit(member, reason, !announce);
   }
 
   /**
@@ -381,9 +405,124 @@ export class Hub {
     }
   }
 
-  /** Sets the topic of the member's room and tells the room. */
-  setTopic(member: Member, topic: string): void {
-    const room = member.room;
+  /** The names of the operators in a room, sorted. */
+  opsIn(room: Room): string[] {
+    return [...room.ops].map((member) => member.name).sort();
+  }
+
+  /** Makes `member` an operator and tells its room. */
+  makeOperator(member: Member): void {
+    if (member.op) return;
+    member.op = true;
+    this.#log(`op ${member.name} is now an operator`);
+    if (!member.room) return;
+    member.room.ops.add(member);
+    this.#emit(member.room, { event: "op", name: member.name });
+  }
+
+  /** Whether a room exists; `room` for an operator's topic elsewhere. */
+  room(name: string): Room | undefined {
+    return this.#rooms.get(nameKey(name));
+  }
+
+  /**
+   * An operator removes someone: the target's room (and the operator's) is
+   * told, then the server closes the target's connection. Undefined when
+   * nobody online has the name.
+   */
+  kick(by: Member, name: string, reason: string): Member | undefined {
+    const target = this.#names.get(nameKey(name));
+    if (target === undefined) return undefined;
+    this.#moderated(by, target.name, target.room, { event: "kick", reason });
+    const message = `you were removed by ${by.name}${reason ? `: ${reason}` : ""}`;
+    this.#options.onRemove?.(
+      target,
+      { type: "error", code: "kicked", message },
+      `kicked by ${by.name}`,
+    );
+    return target;
+  }
+
+  /** An operator silences a name (online or not) for `minutes`; the rooms concerned are told. */
+  mute(by: Member, name: string, minutes: number): void {
+    this.moderation.mute(nameKey(name), Date.now() + minutes * 60_000);
+    const target = this.#names.get(nameKey(name));
+    this.#moderated(by, target?.name ?? name, target?.room, { event: "mute", minutes });
+  }
+
+  /**
+   * An operator bans a name, and the address it is online from, for
+   * `minutes` (or until lifted); it is removed if online.
+   */
+  ban(by: Member, name: string, minutes: number | undefined, reason: string): void {
+    const key = nameKey(name);
+    const target = this.#names.get(key);
+    const ban: BanRecord = {
+      key,
+      name: target?.name ?? name,
+      reason,
+      ...(target ? { address: target.address } : {}),
+      ...(minutes === undefined ? {} : { until: Date.now() + minutes * 60_000 }),
+    };
+    this.moderation.ban(ban);
+    this.#journal?.saveBan(ban);
+    this.#moderated(by, ban.name, target?.room, {
+      event: "ban",
+      ...(minutes === undefined ? {} : { minutes }),
+      ...(reason ? { reason } : {}),
+    });
+    if (target) {
+      const time = minutes === undefined ? "until an operator lifts it" : `for ${minutes} minutes`;
+      this.#options.onRemove?.(
+        target,
+        {
+          type: "error",
+          code: "banned",
+          message: `you were banned by ${by.name} ${time}${reason ? `: ${reason}` : ""}`,
+        },
+        `banned by ${by.name}`,
+      );
+    }
+  }
+
+  /** An operator lifts a ban and a mute; false when there was neither. */
+  unban(by: Member, name: string): boolean {
+    const key = nameKey(name);
+    const muted = this.moderation.mutedFor(key, Date.now()) > 0;
+    const ban = this.moderation.unban(key);
+    if (!ban && !muted) return false;
+    if (ban) this.#journal?.removeBan(key);
+    this.#moderated(by, ban?.name ?? name, this.#names.get(key)?.room, { event: "unban" });
+    return true;
+  }
+
+  /** An operator sets the message of the day, shown in every welcome. */
+  setMotd(by: Member, text: string): void {
+    this.moderation.motd = text;
+    this.#moderated(by, by.name, undefined, { event: "motd", text });
+  }
+
+  /** Tells the operator's room, and the target's if another, and logs it. */
+  #moderated(
+    by: Member,
+    name: string,
+    targetRoom: Room | undefined,
+    event: Pick<EventFrame, "event" | "reason" | "minutes" | "text">,
+  ): void {
+    const detail = event.minutes === undefined ? "" : ` for ${event.minutes} minutes`;
+    const why = event.reason ? ` (${event.reason})` : event.text ? `: ${event.text}` : "";
+    this.#log(`op ${by.name}: ${event.event} ${name}${detail}${why}`);
+    for (const room of new Set([by.room, targetRoom])) {
+      if (room) this.#emit(room, { ...event, name, by: by.name });
+    }
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+
+  /** Sets the topic of the member's room (or, for an operator, of `room`) and tells that room. */
+  setTopic(member: Member, topic: string, room = member.room): void {
     if (!room) return;
     room.topic = topic;
     if (this.#journal) {
@@ -582,6 +721,7 @@ export class Hub {
   #exit(member: Member, reason: string, silent: boolean): void {
     const room = member.room!;
     room.members.delete(nameKey(member.name));
+    room.ops.delete(member);
     if (member.plain) room.plainCount--;
     member.room = undefined;
     if (!silent && !this.#closed && room.members.size < this.#options.announceLimit) {
@@ -603,7 +743,10 @@ export class Hub {
   /** Sends an event now, or after the batch being written so that order holds. */
   #emit(
     room: Room,
-    event: Pick<EventFrame, "event" | "name" | "from" | "reason" | "topic">,
+    event: Pick<
+      EventFrame,
+      "event" | "name" | "from" | "reason" | "topic" | "by" | "minutes" | "text"
+    >,
   ): void {
     const frame: EventFrame = {
       type: "event",

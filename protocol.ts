@@ -39,6 +39,10 @@ export const ERROR_CODES = [
   "storage_failed",
   "slow_consumer",
   "replaced",
+  "not_operator",
+  "muted",
+  "kicked",
+  "banned",
   "timeout",
   "too_many_connections",
   "server_full",
@@ -111,9 +115,50 @@ export interface RoomsRequestFrame {
   type: "rooms";
   ref?: number;
 }
-/** Client → server: set the topic of one's room. */
+/** Client → server: set the topic of one's room (an operator: of any `room`). */
 export interface TopicFrame {
   type: "topic";
+  text: string;
+  room?: string;
+  ref?: number;
+}
+/** Client → server: become an operator with the server's operator token. */
+export interface OpFrame {
+  type: "op";
+  token: string;
+  ref?: number;
+}
+/** Client → server, operators only: disconnect someone. */
+export interface KickFrame {
+  type: "kick";
+  name: string;
+  reason?: string;
+  ref?: number;
+}
+/** Client → server, operators only: silence someone for `minutes` (default 10). */
+export interface MuteFrame {
+  type: "mute";
+  name: string;
+  minutes?: number;
+  ref?: number;
+}
+/** Client → server, operators only: keep someone's name and address out, for `minutes` or until unbanned. */
+export interface BanFrame {
+  type: "ban";
+  name: string;
+  minutes?: number;
+  reason?: string;
+  ref?: number;
+}
+/** Client → server, operators only: lift a ban (and a mute) on a name. */
+export interface UnbanFrame {
+  type: "unban";
+  name: string;
+  ref?: number;
+}
+/** Client → server, operators only: set the message of the day; `""` clears it. */
+export interface MotdFrame {
+  type: "motd";
   text: string;
   ref?: number;
 }
@@ -156,7 +201,13 @@ export type ClientFrame =
   | WhoRequestFrame
   | PingFrame
   | PongFrame
-  | QuitFrame;
+  | QuitFrame
+  | OpFrame
+  | KickFrame
+  | MuteFrame
+  | BanFrame
+  | UnbanFrame
+  | MotdFrame;
 
 /** Server → client: the answer to a successful hello. */
 export interface WelcomeFrame {
@@ -177,6 +228,12 @@ export interface WelcomeFrame {
   users: string[];
   /** How many are in the room. */
   online: number;
+  /** The operators among `users`. */
+  ops: string[];
+  /** Whether this client is an operator. */
+  op?: boolean;
+  /** The message of the day, if one is set. */
+  motd?: string;
   /** Present this in a later hello to take the name back after a drop. */
   token: string;
 }
@@ -242,15 +299,21 @@ export interface EventFrame {
   id: number;
   ts: number;
   room: string;
-  event: "join" | "leave" | "rename" | "topic";
-  /** The user concerned (for a rename, the new name). */
+  event: "join" | "leave" | "rename" | "topic" | "op" | "kick" | "mute" | "ban" | "unban" | "motd";
+  /** The user concerned (for a rename, the new name; for a moderation, its target). */
   name: string;
   /** For a rename, the old name. */
   from?: string;
-  /** For a leave, why (`quit`, `connection lost`, `slow_consumer`, …). */
+  /** For a leave, why (`quit`, `connection lost`, `slow_consumer`, …); for a kick or ban, the operator's reason. */
   reason?: string;
   /** For a topic, the new topic. */
   topic?: string;
+  /** For a moderation, the operator who did it. */
+  by?: string;
+  /** For a mute or ban, how long; absent for a ban until unbanned. */
+  minutes?: number;
+  /** For a motd, the new message of the day. */
+  text?: string;
 }
 /** Server → client: who is online. */
 export interface WhoFrame {
@@ -258,7 +321,9 @@ export interface WhoFrame {
   room: string;
   /** Names, sorted; a sample when very many are online. */
   users: string[];
-  /** How many are online in all. */
+  /** The operators among `users`. */
+  ops: string[];
+  /** How many are in the room. */
   online: number;
 }
 /** Server → client: something went wrong; `ref` names the refused message. */
@@ -558,6 +623,47 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
       return checked(f, () => ({
         type: "topic" as const,
         text: f.string("text")!,
+        room: f.string("room", true),
+        ref: f.integer("ref", true),
+      }));
+    case "op":
+      return checked(f, () => ({
+        type: "op" as const,
+        token: f.string("token")!,
+        ref: f.integer("ref", true),
+      }));
+    case "kick":
+      return checked(f, () => ({
+        type: "kick" as const,
+        name: f.string("name")!,
+        reason: f.string("reason", true),
+        ref: f.integer("ref", true),
+      }));
+    case "mute":
+      return checked(f, () => ({
+        type: "mute" as const,
+        name: f.string("name")!,
+        minutes: f.integer("minutes", true),
+        ref: f.integer("ref", true),
+      }));
+    case "ban":
+      return checked(f, () => ({
+        type: "ban" as const,
+        name: f.string("name")!,
+        minutes: f.integer("minutes", true),
+        reason: f.string("reason", true),
+        ref: f.integer("ref", true),
+      }));
+    case "unban":
+      return checked(f, () => ({
+        type: "unban" as const,
+        name: f.string("name")!,
+        ref: f.integer("ref", true),
+      }));
+    case "motd":
+      return checked(f, () => ({
+        type: "motd" as const,
+        text: f.string("text")!,
         ref: f.integer("ref", true),
       }));
     case "msg":
@@ -589,7 +695,18 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
   }
 }
 
-const EVENT_KINDS = new Set(["join", "leave", "rename", "topic"]);
+const EVENT_KINDS = new Set([
+  "join",
+  "leave",
+  "rename",
+  "topic",
+  "op",
+  "kick",
+  "mute",
+  "ban",
+  "unban",
+  "motd",
+]);
 
 /**
  * Parses one line from a server, checking the type of every field. Used by
@@ -623,6 +740,9 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         epoch: f.string("epoch")!,
         users: f.strings("users")!,
         online: f.integer("online")!,
+        ops: f.strings("ops")!,
+        op: f.boolean("op", true),
+        motd: f.string("motd", true),
         token: f.string("token")!,
         limits: checked(l, () => ({
           maxFrameBytes: l.integer("maxFrameBytes")!,
@@ -703,6 +823,9 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         from: f.string("from", true),
         reason: f.string("reason", true),
         topic: f.string("topic", true),
+        by: f.string("by", true),
+        minutes: f.integer("minutes", true),
+        text: f.string("text", true),
       }));
       if ("event" in frame && !EVENT_KINDS.has(frame.event)) {
         return badFrame(`unknown event ${JSON.stringify(frame.event)}`);
@@ -714,6 +837,7 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         type: "who" as const,
         room: f.string("room")!,
         users: f.strings("users")!,
+        ops: f.strings("ops")!,
         online: f.integer("online")!,
       }));
     case "error":

@@ -71,6 +71,28 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
           const why = frame.reason ? ` (${neutralize(frame.reason)})` : "";
           return notice(`${time} * ${name(frame.name)} left${why}`);
         }
+        case "op":
+          return notice(`${time} * ${name(frame.name)} is now an operator`);
+        case "motd":
+          return notice(
+            `${time} * ${name(frame.by ?? frame.name)} set the message of the day: ${
+              neutralize(frame.text ?? "")
+            }`,
+          );
+        case "kick":
+        case "mute":
+        case "ban":
+        case "unban": {
+          const verb =
+            { kick: "removed", mute: "muted", ban: "banned", unban: "lifted the ban on" }[
+              frame.event
+            ];
+          const time2 = frame.minutes === undefined ? "" : ` for ${frame.minutes} minutes`;
+          const why = frame.reason ? ` (${neutralize(frame.reason)})` : "";
+          return notice(
+            `${time} * ${name(frame.by ?? "?")} ${verb} ${name(frame.name)}${time2}${why}`,
+          );
+        }
       }
       return undefined;
     }
@@ -82,11 +104,10 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
       const more = frame.online > frame.users.length
         ? ` and ${frame.online - frame.users.length} more`
         : "";
-      return notice(
-        `* in ${neutralize(frame.room)} (${frame.online}): ${
-          frame.users.map(name).join(", ")
-        }${more}`,
-      );
+      // Operators are marked with @, as on IRC.
+      const ops = new Set(frame.ops);
+      const shown = frame.users.map((user) => (ops.has(user) ? "@" : "") + name(user));
+      return notice(`* in ${neutralize(frame.room)} (${frame.online}): ${shown.join(", ")}${more}`);
     }
     case "room":
       return notice(
@@ -102,7 +123,8 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
       return notice(
         `* connected to ${neutralize(frame.server)} as ${name(frame.name)}, in ` +
           `${neutralize(frame.room)} (${frame.online} here)${topicOf(frame.topic)}. ` +
-          "Type /help for commands.",
+          `${frame.op ? "You are an operator. " : ""}Type /help for commands.` +
+          (frame.motd ? `\n* message of the day: ${neutralize(frame.motd)}` : ""),
       );
     case "error":
       return notice(`! ${neutralize(frame.message)}`);

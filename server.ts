@@ -157,6 +157,10 @@ export function serve(options: ServeOptions = {}): ChatServer {
       maxRooms: config.maxRooms,
       journal: opened?.writer,
       loaded: opened?.loaded,
+      bans: opened?.loaded.bans,
+      log,
+      onRemove: (member, notice, reason) =>
+        (member as Session).close(reason, { notice, release: true, announce: false }),
       onOverflow: (member) =>
         (member as Session).close("slow_consumer", {
           notice: slowConsumer(config.maxQueueBytes),

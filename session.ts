@@ -20,23 +20,30 @@
  */
 
 import { formatAddress } from "./cli.ts";
-import { COMMAND_HELP, parseInput, requestFrame } from "./commands.ts";
+import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "./commands.ts";
 import type { Entry, Hub, Member, Room } from "./hub.ts";
 import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
 import {
+  type BanFrame,
   type ClientFrame,
   type DirectFrame,
   encodeFrame,
   type ErrorCode,
   type ErrorFrame,
   type HelloFrame,
+  type KickFrame,
   type Limits,
   type Line,
   LineDecoder,
+  type MotdFrame,
+  type MuteFrame,
+  nameKey,
+  neutralize,
   parseClientFrame,
   PROTOCOL_VERSION,
   type ServerFrame,
+  type UnbanFrame,
   validateName,
 } from "./protocol.ts";
 import { renderFrame } from "./render.ts";
@@ -44,6 +51,22 @@ import { cleanText } from "./text/names.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import type { Gate } from "./server/auth.ts";
 import type { AddressLimits } from "./server/address_limits.ts";
+
+type ModerationFrame = KickFrame | MuteFrame | BanFrame | UnbanFrame | MotdFrame;
+
+/** How a session ends, besides its reason. */
+export interface CloseOptions {
+  /** The last frame the peer is sent. */
+  notice?: ErrorFrame;
+  /** Drop what is queued and not yet written (a slow consumer would not read it). */
+  dropQueued?: boolean;
+  /** Replaced by the same user's new connection: no notice, private messages kept. */
+  takeover?: boolean;
+  /** Free the name at once rather than keep it for the token (quit, kick, ban). */
+  release?: boolean;
+  /** Tell the room it left; default yes, except for a takeover. */
+  announce?: boolean;
+}
 
 /** What a session needs of its connection: a `Deno.TcpConn`, or TLS over one. */
 export interface Connection {
@@ -96,6 +119,7 @@ type Mode = "undecided" | "protocol" | "plain";
 export class Session implements Member {
   name = "";
   plain = false;
+  op = false;
   room: Room | undefined;
   /** Proves, in a later hello, that a new connection is this same user. */
   readonly token = crypto.randomUUID();
@@ -226,29 +250,21 @@ export class Session implements Member {
    * notice (none when `silent`); `notice`, if given, is the last thing the
    * peer is sent, after what is queued unless `dropQueued`.
    */
-  close(
-    reason: string,
-    options: { notice?: ErrorFrame; dropQueued?: boolean; silent?: boolean; release?: boolean } =
-      {},
-  ): Promise<void> {
+  close(reason: string, options: CloseOptions = {}): Promise<void> {
     this.#closing ??= this.#close(reason, options);
     return this.#closing;
   }
 
   async #close(
     reason: string,
-    { notice, dropQueued = false, silent = false, release = false }: {
-      notice?: ErrorFrame;
-      dropQueued?: boolean;
-      silent?: boolean;
-      release?: boolean;
-    },
+    { notice, dropQueued = false, takeover = false, release = false, announce = !takeover }:
+      CloseOptions,
   ): Promise<void> {
     if (this.#joined) {
       // A protocol client that dropped keeps its name for a while, for its token.
-      const holds = !this.plain && !silent && !release;
+      const holds = !this.plain && !takeover && !release;
       const hold = holds ? { token: this.token, ms: this.#ctx.nameGraceMs } : undefined;
-      this.#ctx.hub.leave(this, reason, { silent, hold });
+      this.#ctx.hub.leave(this, reason, { announce, keepDirects: takeover, hold });
     }
     this.#ctx.log(
       `disconnect ${this.remote}${this.#joined ? ` ${this.name}` : ""}: ${reason}`,
@@ -383,12 +399,14 @@ export class Session implements Member {
       }
       name = checked.name;
     }
+    if (this.#refusedByBan(name)) return;
+    if (frame.op !== undefined) this.#becomeOperator(frame.op);
     // A client back after a drop takes its name over from its stale connection.
     const holder = this.#ctx.hub.holder(name) as Session | undefined;
     const resumed = holder !== undefined && frame.token !== undefined &&
       holder.token === frame.token;
     if (resumed) {
-      holder.close("replaced by a new connection", { silent: true, notice: replaced() });
+      holder.close("replaced by a new connection", { takeover: true, notice: replaced() });
     }
     if (!this.#ctx.hub.claim(this, name, frame.token)) {
       this.#error("name_taken", this.#takenMessage(name) + "; choose another with --name");
@@ -420,6 +438,9 @@ export class Session implements Member {
       epoch: entry.room.epoch,
       users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
       online: entry.room.members.size,
+      ops: this.#ctx.hub.opsIn(entry.room),
+      ...(this.op ? { op: true } : {}),
+      ...(this.#ctx.hub.moderation.motd ? { motd: this.#ctx.hub.moderation.motd } : {}),
       token: this.token,
     });
     if (resumed && frame.dmSince !== undefined) {
@@ -507,13 +528,21 @@ export class Session implements Member {
     this.#ctx.hub.announceJoin(this);
   }
 
-  #topic(text: string, ref?: number): void {
+  #topic(text: string, ref?: number, roomName?: string): void {
     if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
     const topic = cleanText(text).trim();
     if ([...topic].length > MAX_TOPIC_LENGTH) {
       return this.#error("bad_frame", `a topic is at most ${MAX_TOPIC_LENGTH} characters`, ref);
     }
-    this.#ctx.hub.setTopic(this, topic);
+    let room = this.room;
+    if (roomName !== undefined && nameKey(roomName) !== nameKey(room?.name ?? "")) {
+      if (!this.op) {
+        return this.#error("not_operator", "only operators set the topic of another room", ref);
+      }
+      room = this.#ctx.hub.room(roomName);
+      if (!room) return this.#error("bad_room", `there is no room called "${roomName}"`, ref);
+    }
+    this.#ctx.hub.setTopic(this, topic, room);
   }
 
   #direct(to: string, text: string, ref?: number): void {
@@ -535,7 +564,16 @@ export class Session implements Member {
       case "rooms":
         return this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
       case "topic":
-        return this.#topic(frame.text, frame.ref);
+        return this.#topic(frame.text, frame.ref, frame.room);
+      case "op":
+        if (!this.#actionAllowed("room changes, renames and topics", frame.ref)) return;
+        return this.#becomeOperator(frame.token, frame.ref);
+      case "kick":
+      case "mute":
+      case "ban":
+      case "unban":
+      case "motd":
+        return this.#moderate(frame);
       case "nick":
         return this.#rename(frame.name, frame.ref);
       case "who":
@@ -570,10 +608,20 @@ export class Session implements Member {
     }
   }
 
-  /** Checks a message is not empty and within the rate; says why not. */
+  /** Checks a message is not empty, its sender not muted, and within the rate; says why not. */
   #allowed(text: string, ref?: number): boolean {
     if (text.trim() === "") {
       this.#error("bad_frame", "a message cannot be empty", ref);
+      return false;
+    }
+    const mutedMs = this.#ctx.hub.moderation.mutedFor(nameKey(this.name), Date.now());
+    if (mutedMs > 0) {
+      this.#error(
+        "muted",
+        `an operator muted you; you can write again in ${Math.ceil(mutedMs / 60_000)} minutes`,
+        ref,
+        { retryMs: mutedMs },
+      );
       return false;
     }
     const now = performance.now();
@@ -651,8 +699,83 @@ export class Session implements Member {
       type: "who",
       room: room.name,
       users: this.#ctx.hub.names(room, WHO_LIMIT),
+      ops: this.#ctx.hub.opsIn(room),
       online: room.members.size,
     });
+  }
+
+  /** Sends `banned` and closes if a ban keeps out this name or address. */
+  #refusedByBan(name: string): boolean {
+    const ban = this.#ctx.hub.moderation.bannedFor(nameKey(name), this.address, Date.now());
+    if (ban === undefined) return false;
+    const left = ban.until === undefined ? undefined : ban.until - Date.now();
+    this.#error(
+      "banned",
+      `you are banned from this server ${
+        left === undefined
+          ? "until an operator lifts it"
+          : `for ${Math.ceil(left / 60_000)} more minutes`
+      }${ban.reason ? `: ${ban.reason}` : ""}`,
+      undefined,
+      left === undefined ? {} : { retryMs: Math.ceil(left) },
+    );
+    this.close("banned", { release: true });
+    return true;
+  }
+
+  /** Checks an operator token, with the gate's waits for wrong ones. */
+  #becomeOperator(token: string, ref?: number): void {
+    const verdict = this.#ctx.gate.checkOperatorToken(this.address, token, performance.now());
+    if (!verdict.ok) {
+      return this.#error("auth_failed", verdict.reason, ref, { retryMs: verdict.retryMs });
+    }
+    if (this.#joined) this.#ctx.hub.makeOperator(this);
+    else this.op = true; // made known with the welcome
+  }
+
+  /** Runs an operator's command; anyone else is told it needs an operator. */
+  #moderate(frame: ModerationFrame): void {
+    const ref = frame.ref;
+    if (!this.op) {
+      return this.#error(
+        "not_operator",
+        `/${frame.type} is for operators; become one with /op TOKEN (the token chat serve printed)`,
+        ref,
+      );
+    }
+    const hub = this.#ctx.hub;
+    switch (frame.type) {
+      case "kick":
+        if (!hub.kick(this, frame.name, cleanText(frame.reason ?? "").trim())) {
+          this.#error("no_such_user", `nobody called "${frame.name}" is online`, ref);
+        }
+        return;
+      case "mute":
+        return hub.mute(this, frame.name, Math.max(1, frame.minutes ?? DEFAULT_MUTE_MINUTES));
+      case "ban":
+        return hub.ban(
+          this,
+          frame.name,
+          frame.minutes === undefined ? undefined : Math.max(1, frame.minutes),
+          cleanText(frame.reason ?? "").trim(),
+        );
+      case "unban":
+        if (!hub.unban(this, frame.name)) {
+          this.#error("no_such_user", `"${frame.name}" is neither banned nor muted`, ref);
+        }
+        return;
+      case "motd": {
+        const text = cleanText(frame.text).trim();
+        if ([...text].length > MAX_TOPIC_LENGTH) {
+          return this.#error(
+            "bad_frame",
+            `a message of the day is at most ${MAX_TOPIC_LENGTH} characters`,
+            ref,
+          );
+        }
+        return hub.setMotd(this, text);
+      }
+    }
   }
 
   #startPlain(): void {
@@ -682,7 +805,9 @@ export class Session implements Member {
 
   #joinPlain(): void {
     const hub = this.#ctx.hub;
-    const entry = hub.claim(this, hub.guestName())
+    const name = hub.guestName();
+    if (this.#refusedByBan(name)) return;
+    const entry = hub.claim(this, name)
       ? hub.enter(this, DEFAULT_ROOM, { history: this.#history })
       : undefined;
     if (entry === undefined) {
@@ -693,7 +818,8 @@ export class Session implements Member {
     this.#ctx.log(`connect ${this.remote} ${this.name} (plain text)`);
     const banner =
       `* Welcome to ${this.#ctx.serverName}. You are ${this.name}, in ${entry.room.name} ` +
-      `(${entry.room.members.size} here). Commands: /help, /nick NAME, /join ROOM, /msg NAME TEXT, /quit.`;
+      `(${entry.room.members.size} here). Commands: /help, /nick NAME, /join ROOM, /msg NAME TEXT, /quit.` +
+      (hub.moderation.motd ? `\r\n* Message of the day: ${neutralize(hub.moderation.motd)}` : "");
     this.deliver(textEncoder.encode(banner + "\r\n"));
     this.#sendHistory(entry);
     hub.announceJoin(this);
@@ -708,7 +834,11 @@ export class Session implements Member {
         this.close("quit", { release: true });
         return;
       case "help":
-        this.deliver(textEncoder.encode(COMMAND_HELP.map((l) => `* ${l}\r\n`).join("")));
+        this.deliver(
+          textEncoder.encode(
+            [...COMMAND_HELP, ...OPERATOR_HELP].map((l) => `* ${l}\r\n`).join(""),
+          ),
+        );
         return;
       case "empty":
         return;
@@ -747,6 +877,9 @@ export function slowConsumer(limit: number): ErrorFrame {
     message: `disconnected: you fell more than ${limit} bytes behind the chat`,
   };
 }
+
+/** How long `/mute NAME` lasts without a number of minutes. */
+const DEFAULT_MUTE_MINUTES = 10;
 
 /** Renames, room changes and topic changes a client may make at once, then per second. */
 const ACTION_LIMIT = { burst: 5, rate: 1 };

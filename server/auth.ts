@@ -33,7 +33,7 @@ export type Verdict = { ok: true } | { ok: false; retryMs: number; reason: strin
  * const gate = new Gate({ password: "lab9", opToken: "t0k3n" });
  * gate.checkPassword("10.0.0.7", "lab9", 0); // { ok: true }
  * gate.checkPassword("10.0.0.7", "nope", 0).ok; // false: try again in 1 s
- * gate.isOperatorToken("t0k3n"); // true
+ * gate.checkOperatorToken("10.0.0.8", "t0k3n", 0); // { ok: true }
  * ```
  */
 export class Gate {
@@ -59,21 +59,33 @@ export class Gate {
    */
   checkPassword(address: string, given: string | undefined, nowMs: number): Verdict {
     if (this.#password === undefined) return { ok: true };
+    if (given === undefined) {
+      // Not a guess: the client did not know a password was needed.
+      return { ok: false, retryMs: 0, reason: "this server needs a password" };
+    }
+    return this.#check(address, given, this.#password, nowMs, "password");
+  }
+
+  /** Checks an operator token from `address`, with the same waits as passwords. */
+  checkOperatorToken(address: string, given: string, nowMs: number): Verdict {
+    if (this.#opToken === undefined) {
+      return { ok: false, retryMs: 0, reason: "this server has no operators" };
+    }
+    return this.#check(address, given, this.#opToken, nowMs, "operator token");
+  }
+
+  #check(address: string, given: string, expected: string, nowMs: number, what: string): Verdict {
     const failures = this.#failures.get(address);
     if (failures && nowMs < failures.until) {
       return {
         ok: false,
         retryMs: Math.ceil(failures.until - nowMs),
-        reason: `too many wrong passwords from ${address}; wait ${
+        reason: `too many wrong passwords or tokens from ${address}; wait ${
           Math.ceil((failures.until - nowMs) / 1000)
         } s before trying again`,
       };
     }
-    if (given === undefined) {
-      // Not a guess: the client did not know a password was needed.
-      return { ok: false, retryMs: 0, reason: "this server needs a password" };
-    }
-    if (sameSecret(given, this.#password)) {
+    if (sameSecret(given, expected)) {
       this.#failures.delete(address);
       return { ok: true };
     }
@@ -87,12 +99,7 @@ export class Gate {
     return {
       ok: false,
       retryMs: wait,
-      reason: `wrong password; the next try from ${address} is possible in ${wait / 1000} s`,
+      reason: `wrong ${what}; the next try from ${address} is possible in ${wait / 1000} s`,
     };
-  }
-
-  /** Whether `token` is the operator token. */
-  isOperatorToken(token: string): boolean {
-    return this.#opToken !== undefined && sameSecret(token, this.#opToken);
   }
 }

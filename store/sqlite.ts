@@ -15,6 +15,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { newEpoch } from "../history.ts";
+import type { BanRecord } from "../server/moderation.ts";
 
 /** A stored chat message. */
 export interface StoredMessage {
@@ -50,6 +51,8 @@ export interface LoadedState {
   nextId: number;
   /** Ids below this are reserved on disk for this run. */
   reservedUntil: number;
+  /** The bans in force. */
+  bans: BanRecord[];
 }
 
 /**
@@ -101,6 +104,13 @@ const SCHEMA = `
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS bans (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    address TEXT,
+    until INTEGER,
+    reason TEXT NOT NULL DEFAULT ''
+  ) WITHOUT ROWID;
 `;
 
 /**
@@ -201,7 +211,22 @@ export class SqliteStore {
     const nextId = Math.max(reserved?.value ?? 1, maxId + 1);
     const reservedUntil = nextId + ID_BLOCK;
     this.reserveIdsUntil(reservedUntil);
-    return { rooms: loaded, nextId, reservedUntil };
+    this.#db.prepare("DELETE FROM bans WHERE until IS NOT NULL AND until <= ?").run(Date.now());
+    const rows = this.#db.prepare("SELECT key, name, address, until, reason FROM bans").all() as {
+      key: string;
+      name: string;
+      address: string | null;
+      until: number | null;
+      reason: string;
+    }[];
+    const bans = rows.map((row) => ({
+      key: row.key,
+      name: row.name,
+      reason: row.reason,
+      ...(row.address === null ? {} : { address: row.address }),
+      ...(row.until === null ? {} : { until: row.until }),
+    }));
+    return { rooms: loaded, nextId, reservedUntil, bans };
   }
 
   /**
@@ -232,6 +257,18 @@ export class SqliteStore {
       lastSeq: rows.at(-1)?.seq ?? 0,
       recent: rows.map((row) => fromRow(room.name, row)),
     };
+  }
+
+  /** Stores a ban, replacing any on the same name. */
+  saveBan(ban: BanRecord): void {
+    this.#db.prepare(
+      "INSERT OR REPLACE INTO bans (key, name, address, until, reason) VALUES (?, ?, ?, ?, ?)",
+    ).run(ban.key, ban.name, ban.address ?? null, ban.until ?? null, ban.reason);
+  }
+
+  /** Forgets the ban on a name's key. */
+  removeBan(key: string): void {
+    this.#db.prepare("DELETE FROM bans WHERE key = ?").run(key);
   }
 
   /** Records that no id below `until` may be handed out again, after a restart too. */

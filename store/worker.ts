@@ -34,6 +34,12 @@ function handle(request: WorkerRequest): void {
     case "reserve":
       if (!store) throw new Error(openError ?? "the database is not open");
       return store.reserveIdsUntil(request.until);
+    case "ban":
+      if (!store) throw new Error(openError ?? "the database is not open");
+      return store.saveBan(request.ban);
+    case "unban":
+      if (!store) throw new Error(openError ?? "the database is not open");
+      return store.removeBan(request.key);
     case "close":
       store?.close();
       store = undefined;

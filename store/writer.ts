@@ -11,6 +11,7 @@
 
 import { ID_BLOCK, type LoadedState, type RoomRecord, type StoredRoom } from "./sqlite.ts";
 import { SqliteStore, type StoredMessage } from "./sqlite.ts";
+import type { BanRecord } from "../server/moderation.ts";
 
 /** A request to the worker. */
 export type WorkerRequest =
@@ -19,6 +20,8 @@ export type WorkerRequest =
     | { kind: "open"; path: string }
     | { kind: "write"; messages: StoredMessage[]; rooms: RoomRecord[] }
     | { kind: "reserve"; until: number }
+    | { kind: "ban"; ban: BanRecord }
+    | { kind: "unban"; key: string }
     | { kind: "close" }
   );
 
@@ -107,6 +110,16 @@ export class StoreWriter {
     this.#request({ kind: "reserve", until: this.#reservedUntil }).catch(() => {
       // The next batch's write meets the same failure and is refused there.
     });
+  }
+
+  /** Stores a ban; a failure is only logged by the caller's next write, as bans are rare. */
+  saveBan(ban: BanRecord): void {
+    this.#request({ kind: "ban", ban }).catch(() => {});
+  }
+
+  /** Forgets the ban on a name's key. */
+  removeBan(key: string): void {
+    this.#request({ kind: "unban", key }).catch(() => {});
   }
 
   /**

@@ -33,7 +33,25 @@ Deno.test("PROTOCOL.md: every client frame it shows is one the server accepts", 
   const frames = tableFrames("Client → server");
   assert.deepEqual(
     frames.map((f) => f.type),
-    ["hello", "msg", "dm", "join", "rooms", "topic", "nick", "who", "ping", "pong", "quit"],
+    [
+      "hello",
+      "msg",
+      "dm",
+      "join",
+      "rooms",
+      "topic",
+      "nick",
+      "who",
+      "ping",
+      "pong",
+      "quit",
+      "op",
+      "kick",
+      "mute",
+      "ban",
+      "unban",
+      "motd",
+    ],
   );
   for (const frame of frames) {
     const parsed = parseClientFrame(encoder.encode(JSON.stringify(frame)));

@@ -129,6 +129,8 @@ const clientFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
     epoch: text,
     token: text,
     dmSince: int,
+    password: text,
+    op: text,
   }, { requiredKeys: ["type", "version"] }),
   fc.record({ type: fc.constant("msg" as const), text, ref: int }, {
     requiredKeys: ["type", "text"],
@@ -140,7 +142,26 @@ const clientFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
     requiredKeys: ["type", "room"],
   }),
   fc.record({ type: fc.constant("rooms" as const), ref: int }, { requiredKeys: ["type"] }),
-  fc.record({ type: fc.constant("topic" as const), text, ref: int }, {
+  fc.record({ type: fc.constant("topic" as const), text, room: text, ref: int }, {
+    requiredKeys: ["type", "text"],
+  }),
+  fc.record({ type: fc.constant("op" as const), token: text, ref: int }, {
+    requiredKeys: ["type", "token"],
+  }),
+  fc.record({ type: fc.constant("kick" as const), name: text, reason: text, ref: int }, {
+    requiredKeys: ["type", "name"],
+  }),
+  fc.record({ type: fc.constant("mute" as const), name: text, minutes: int, ref: int }, {
+    requiredKeys: ["type", "name"],
+  }),
+  fc.record(
+    { type: fc.constant("ban" as const), name: text, minutes: int, reason: text, ref: int },
+    { requiredKeys: ["type", "name"] },
+  ),
+  fc.record({ type: fc.constant("unban" as const), name: text, ref: int }, {
+    requiredKeys: ["type", "name"],
+  }),
+  fc.record({ type: fc.constant("motd" as const), text, ref: int }, {
     requiredKeys: ["type", "text"],
   }),
   fc.record({ type: fc.constant("nick" as const), name: text, ref: int }, {
@@ -160,6 +181,12 @@ const eventKind = fc.constantFrom(
   "leave" as const,
   "rename" as const,
   "topic" as const,
+  "op" as const,
+  "kick" as const,
+  "mute" as const,
+  "ban" as const,
+  "unban" as const,
+  "motd" as const,
 );
 const errorCode = fc.constantFrom("bad_frame" as const, "name_taken" as const, "timeout" as const);
 
@@ -169,14 +196,36 @@ const serverFrame: fc.Arbitrary<ServerFrame> = fc.oneof(
     version: int,
     name: text,
     server: text,
-    limits: fc.record({ maxFrameBytes: int, maxNameLength: int, rate: int, burst: int }),
+    limits: fc.record(
+      { maxFrameBytes: int, maxNameLength: int, rate: int, burst: int, rateBytes: int },
+      { requiredKeys: ["maxFrameBytes", "maxNameLength", "rate", "burst"] },
+    ),
     room: text,
     topic: text,
     seq: int,
     epoch: text,
     users: names,
     online: int,
+    ops: names,
+    op: fc.boolean(),
+    motd: text,
     token: text,
+  }, {
+    requiredKeys: [
+      "type",
+      "version",
+      "name",
+      "server",
+      "limits",
+      "room",
+      "topic",
+      "seq",
+      "epoch",
+      "users",
+      "online",
+      "ops",
+      "token",
+    ],
   }),
   fc.record({
     type: fc.constant("msg" as const),
@@ -230,8 +279,17 @@ const serverFrame: fc.Arbitrary<ServerFrame> = fc.oneof(
     from: text,
     reason: text,
     topic: text,
+    by: text,
+    minutes: int,
+    text,
   }, { requiredKeys: ["type", "id", "ts", "room", "event", "name"] }),
-  fc.record({ type: fc.constant("who" as const), room: text, users: names, online: int }),
+  fc.record({
+    type: fc.constant("who" as const),
+    room: text,
+    users: names,
+    ops: names,
+    online: int,
+  }),
   fc.record({
     type: fc.constant("error" as const),
     code: errorCode,

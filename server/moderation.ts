@@ -1,0 +1,83 @@
+/**
+ * What operators decide, kept apart from who is online: mutes, bans and
+ * the message of the day. Times are wall-clock milliseconds, so that bans
+ * stored with `--db` mean the same after a restart.
+ *
+ * @module
+ */
+
+/** A ban: a name (by its key) and, when it was online, the address it came from. */
+export interface BanRecord {
+  /** The banned name's key, as `nameKey` gives it. */
+  key: string;
+  /** The name as it was shown. */
+  name: string;
+  /** The address it came from, if it was online. */
+  address?: string;
+  /** When the ban ends; absent: until lifted. */
+  until?: number;
+  reason: string;
+}
+
+/**
+ * Mutes, bans and the message of the day of one server.
+ *
+ * @example
+ * ```ts
+ * import { Moderation } from "./moderation.ts";
+ * const moderation = new Moderation();
+ * moderation.ban({ key: "eve", name: "eve", address: "10.0.0.9", reason: "spam" });
+ * moderation.bannedFor("mallory", "10.0.0.9", Date.now())?.name; // "eve": same address
+ * moderation.mute("bob", Date.now() + 60_000);
+ * moderation.mutedFor("bob", Date.now()) > 0; // true
+ * ```
+ */
+export class Moderation {
+  /** The message of the day; `""` for none. */
+  motd = "";
+  readonly #mutes = new Map<string, number>();
+  readonly #bans = new Map<string, BanRecord>();
+
+  constructor(bans: BanRecord[] = []) {
+    for (const ban of bans) this.#bans.set(ban.key, ban);
+  }
+
+  /** Silences a name's key until `until`. */
+  mute(key: string, until: number): void {
+    this.#mutes.set(key, until);
+  }
+
+  /** How long a name's key is still muted, in ms; 0 if it is not. */
+  mutedFor(key: string, now: number): number {
+    const until = this.#mutes.get(key);
+    if (until === undefined) return 0;
+    if (until > now) return until - now;
+    this.#mutes.delete(key);
+    return 0;
+  }
+
+  /** Records a ban, replacing any earlier one on that name. */
+  ban(record: BanRecord): void {
+    this.#bans.set(record.key, record);
+  }
+
+  /** Lifts the ban and the mute on a name's key; returns the ban there was. */
+  unban(key: string): BanRecord | undefined {
+    const ban = this.#bans.get(key);
+    this.#bans.delete(key);
+    this.#mutes.delete(key);
+    return ban;
+  }
+
+  /** The ban that keeps out this name's key or this address, if one is in force. */
+  bannedFor(key: string, address: string, now: number): BanRecord | undefined {
+    for (const ban of this.#bans.values()) {
+      if (ban.until !== undefined && ban.until <= now) {
+        this.#bans.delete(ban.key);
+        continue;
+      }
+      if (ban.key === key || (ban.address !== undefined && ban.address === address)) return ban;
+    }
+    return undefined;
+  }
+}
