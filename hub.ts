@@ -198,7 +198,7 @@ const lineEncoder = new TextEncoder();
  * ```ts
  * import { Hub } from "./hub.ts";
  * const hub = new Hub({ announceLimit: 200, retention: 1000, maxRooms: 100, onOverflow: () => {} });
- * const member = { name: "", plain: false, room: undefined, deliver: () => true };
+ * const member = { name: "", plain: false, op: false, address: "10.0.0.7", room: undefined, deliver: () => true };
  * if (hub.claim(member, "ada")) {
  *   hub.enter(member, "lobby", { history: 50 });
  *   hub.announceJoin(member);

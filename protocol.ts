@@ -5,7 +5,7 @@
  * before it is accepted). A client opens with a `hello`; the server answers
  * with a `welcome` or an `error`. After that the client sends `msg`, `nick`,
  * `who`, `ping` and `quit`; the server sends `msg`, `event`, `who`, `pong` and
- * `error` frames. The README's "Protocol" section is the full reference.
+ * `error` frames. PROTOCOL.md is the full reference.
  *
  * Framing ({@linkcode LineDecoder}) is kept apart from parsing
  * ({@linkcode parseClientFrame}, {@linkcode parseServerFrame}) so that both
@@ -887,7 +887,7 @@ export { checkName as validateName, nameKey, RESERVED_NAMES } from "./text/names
  * @example
  * ```ts
  * import { splitText } from "./protocol.ts";
- * splitText("x".repeat(600), 256).length; // 3
+ * splitText("x".repeat(600), 256).length; // 4: each piece leaves room for the frame around it
  * ```
  */
 export function splitText(text: string, maxFrameBytes: number): string[] {

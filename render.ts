@@ -42,7 +42,7 @@ export function clock(ms: number): string {
  * ```ts
  * import { renderFrame } from "./render.ts";
  * const ts = Date.now();
- * renderFrame({ type: "msg", id: 1, ts, from: "alice", text: "hi" });
+ * renderFrame({ type: "msg", id: 1, ts, room: "lobby", seq: 1, from: "alice", text: "hi" });
  * // "[14:02] alice: hi"
  * ```
  */
