@@ -53,7 +53,12 @@ export class UsageError extends Error {
  * ```
  */
 export class Failure extends Error {
-  constructor(message: string, readonly exitCode: number) {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    /** How long the other side asked to wait before trying again, if it did. */
+    readonly retryMs?: number,
+  ) {
     super(message);
   }
 }

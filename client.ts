@@ -355,7 +355,11 @@ class Link {
         : frame.code === "server_shutdown" || frame.code === "replaced" || frame.code === "banned"
         ? ExitCode.disconnected
         : ExitCode.protocol;
-      throw new Failure(`${this.#where} refused to let you in: ${frame.message}`, code);
+      throw new Failure(
+        `${this.#where} refused to let you in: ${frame.message}`,
+        code,
+        frame.retryMs,
+      );
     }
     throw new Failure(
       frame === undefined
@@ -771,6 +775,8 @@ class Client {
           this.#interactive && this.#options.passwordEnv === undefined;
         if (!askable) throw error;
         if (this.#secrets.password !== undefined) this.#ui.say(`! ${error.message}`);
+        // Asking before the server will listen again would only be refused unchecked.
+        if (error.retryMs) await new Promise((resolve) => setTimeout(resolve, error.retryMs));
         const where = formatAddress(this.#options.hostname, this.#options.port);
         this.#secrets.password = await promptHidden(`Password for ${where}: `);
       }

@@ -415,3 +415,29 @@ Deno.test("chat join --json escapes C1 controls, bidi controls and line separato
     assert.equal(await stop(serve), 0);
   }
 });
+
+Deno.test("a flood from one address reaches the room only at the allowed rate; honest clients keep chatting", async () => {
+  await withServer({ maxPerAddress: 16 }, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada");
+    const bob = await TestClient.join(server, "bob");
+    clients.push(ada, bob);
+    const started = performance.now();
+    const floods = [];
+    for (let i = 0; i < 16; i++) {
+      const a = await attacker(server.addr.port);
+      const lines = [`{"type":"hello","version":1,"name":"flood${i}"}`];
+      for (let n = 0; n < 2000; n++) lines.push(`{"type":"msg","text":"spam ${n}"}`);
+      a.socket.write(lines.join("\n") + "\n");
+      floods.push(a);
+    }
+    await stillChatting(ada, bob, "through the flood");
+    await stillChatting(bob, ada, "and back");
+    const seconds = (performance.now() - started) / 1000;
+    const spam = bob.frames.received.filter((f) => f.type === "msg" && f.from.startsWith("flood"));
+    // Each flooder: its burst (40) and slack (5), then 20 a second.
+    const allowed = 16 * (40 + 5 + 20 * (seconds + 1));
+    assert.ok(spam.length <= allowed, `${spam.length} spam messages in ${seconds.toFixed(1)} s`);
+    assert.ok(spam.length < 16 * 2000 / 4, "most of the flood was refused");
+    for (const a of floods) a.socket.destroy();
+  });
+});

@@ -106,3 +106,59 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: chat join asks for the password without showing it, and asks again if wrong",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer({ password: "s3cret-pass" });
+    const bob = await TestClient.join(server, "bob", { password: "s3cret-pass" });
+    const session = `chat-password-${Deno.pid}`;
+    const command = [Deno.execPath(), "run", "--quiet", ...SHIPPED_FLAGS]
+      .concat([new URL("main.ts", root).pathname, "join", `127.0.0.1:${server.addr.port}`])
+      .concat(["--name", "ada"])
+      .map((word) => `'${word}'`).join(" ");
+    try {
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "100",
+        "-y",
+        "20",
+        `${command}; sleep 30`,
+      );
+      await screenUntil(
+        session,
+        (s) => /Password for 127\.0\.0\.1:\d+:\s*$/m.test(s),
+        "the prompt",
+      );
+      await tmux("send-keys", "-t", session, "-l", "wrong-guess");
+      await tmux("send-keys", "-t", session, "Enter");
+      await screenUntil(session, (s) => s.includes("wrong password"), "told it was wrong");
+      // Asked again once the server's wait for this address is over.
+      await screenUntil(
+        session,
+        (s) => /wrong password[\s\S]*\nPassword for [^\n]*:\s*$/.test(s.trimEnd() + " "),
+        "asked again",
+      );
+      await tmux("send-keys", "-t", session, "-l", "s3cret-pass");
+      await tmux("send-keys", "-t", session, "Enter");
+      const screen = await screenUntil(
+        session,
+        (s) => s.includes("connected to chat as ada"),
+        "in with the right password",
+      );
+      assert.ok(!screen.includes("s3cret-pass") && !screen.includes("wrong-guess"), screen);
+      await bob.waitForEvent("join", "ada");
+      await tmux("send-keys", "-t", session, "C-c");
+      await bob.waitForEvent("leave", "ada");
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      await bob.close();
+      await server.shutdown();
+    }
+  },
+});
