@@ -614,7 +614,8 @@ export class Session implements Member {
       this.#error("bad_frame", "a message cannot be empty", ref);
       return false;
     }
-    const mutedMs = this.#ctx.hub.moderation.mutedFor(nameKey(this.name), Date.now());
+    const moderation = this.#ctx.hub.moderation;
+    const mutedMs = moderation.anyMuted ? moderation.mutedFor(nameKey(this.name), Date.now()) : 0;
     if (mutedMs > 0) {
       this.#error(
         "muted",

@@ -47,6 +47,11 @@ export class Moderation {
     this.#mutes.set(key, until);
   }
 
+  /** Whether anyone is muted: a check cheaper than a name's key, for every message. */
+  get anyMuted(): boolean {
+    return this.#mutes.size > 0;
+  }
+
   /** How long a name's key is still muted, in ms; 0 if it is not. */
   mutedFor(key: string, now: number): number {
     const until = this.#mutes.get(key);

@@ -5,23 +5,8 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { deadline, PlainClient, startServer, TestClient } from "./helpers.ts";
+import { deadline, PlainClient, TestClient, withServer } from "./helpers.ts";
 import { Chat, startServe, startServeWith, stop } from "./subprocess.ts";
-import type { ChatServer, ServeOptions } from "../server.ts";
-
-async function withServer(
-  options: ServeOptions,
-  body: (server: ChatServer, clients: { close(): Promise<void> }[]) => Promise<void>,
-): Promise<void> {
-  const server = startServer(options);
-  const clients: { close(): Promise<void> }[] = [];
-  try {
-    await body(server, clients);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.shutdown();
-  }
-}
 
 /** A self-signed certificate for 127.0.0.1 and localhost, made with openssl. */
 async function makeCertificate(dir: string): Promise<{ cert: string; key: string }> {

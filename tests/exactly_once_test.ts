@@ -5,24 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { deadline, PlainClient, Proxy, startServer, TestClient } from "./helpers.ts";
+import { deadline, PlainClient, Proxy, TestClient, withServer } from "./helpers.ts";
 import { Chat, startServe, stop } from "./subprocess.ts";
-import type { ChatServer, ServeOptions } from "../server.ts";
 import { LineDecoder, parseServerFrame } from "../protocol.ts";
-
-async function withServer(
-  options: ServeOptions,
-  body: (server: ChatServer, clients: { close(): Promise<void> }[]) => Promise<void>,
-): Promise<void> {
-  const server = startServer(options);
-  const clients: { close(): Promise<void> }[] = [];
-  try {
-    await body(server, clients);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.shutdown();
-  }
-}
 
 const fast = { rate: 100_000, burst: 100_000, rateBytes: 1024 ** 3 };
 

@@ -30,6 +30,24 @@ export function startServer(options: ServeOptions = {}): ChatServer {
   });
 }
 
+/**
+ * Runs `body` with a server started with `options`, then closes whatever the
+ * body put in `clients` and shuts the server down, whether or not it failed.
+ */
+export async function withServer(
+  options: ServeOptions,
+  body: (server: ChatServer, clients: { close(): Promise<void> }[]) => Promise<void>,
+): Promise<void> {
+  const server = startServer(options);
+  const clients: { close(): Promise<void> }[] = [];
+  try {
+    await body(server, clients);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.shutdown();
+  }
+}
+
 const DEFAULT_WAIT_MS = 10_000;
 
 /** Resolves with `promise`, or rejects after `ms` with `what` in the message. */

@@ -6,23 +6,8 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { deadline, startServer, TestClient } from "./helpers.ts";
+import { deadline, TestClient, withServer } from "./helpers.ts";
 import { Chat, startServe, stop } from "./subprocess.ts";
-import type { ChatServer, ServeOptions } from "../server.ts";
-
-async function withServer(
-  options: ServeOptions,
-  body: (server: ChatServer, clients: TestClient[]) => Promise<void>,
-): Promise<void> {
-  const server = startServer(options);
-  const clients: TestClient[] = [];
-  try {
-    await body(server, clients);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.shutdown();
-  }
-}
 
 /** A raw connection from 127.0.0.2; resolves once connected, with what it receives. */
 function attacker(port: number): Promise<{ socket: net.Socket; received: () => string }> {

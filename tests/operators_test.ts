@@ -5,25 +5,11 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { PlainClient, startServer, TestClient } from "./helpers.ts";
+import { PlainClient, TestClient, withServer } from "./helpers.ts";
 import { Chat, startServeWith, stop } from "./subprocess.ts";
-import type { ChatServer, ServeOptions } from "../server.ts";
+import type { ChatServer } from "../server.ts";
 
 const TOKEN = "op-token-for-tests";
-
-async function withServer(
-  options: ServeOptions,
-  body: (server: ChatServer, clients: { close(): Promise<void> }[]) => Promise<void>,
-): Promise<void> {
-  const server = startServer({ opToken: TOKEN, ...options });
-  const clients: { close(): Promise<void> }[] = [];
-  try {
-    await body(server, clients);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.shutdown();
-  }
-}
 
 /** A protocol client from 127.0.0.2, so that a ban on its address spares 127.0.0.1. */
 async function joinFrom127002(server: ChatServer, name: string): Promise<TestClient> {
@@ -64,7 +50,7 @@ async function joinFrom127002(server: ChatServer, name: string): Promise<TestCli
 }
 
 Deno.test("operators: the token makes one, marked in welcome and who; others are refused", async () => {
-  await withServer({}, async (server, clients) => {
+  await withServer({ opToken: TOKEN }, async (server, clients) => {
     const ada = await TestClient.join(server, "ada", { op: TOKEN });
     const bob = await TestClient.join(server, "bob");
     clients.push(ada, bob);
@@ -92,7 +78,7 @@ Deno.test("operators: the token makes one, marked in welcome and who; others are
 });
 
 Deno.test("operators: kick removes someone at once, told to the room; the name is free", async () => {
-  await withServer({}, async (server, clients) => {
+  await withServer({ opToken: TOKEN }, async (server, clients) => {
     const ada = await TestClient.join(server, "ada", { op: TOKEN });
     const eve = await TestClient.join(server, "eve");
     const bob = await TestClient.join(server, "bob");
@@ -113,7 +99,7 @@ Deno.test("operators: kick removes someone at once, told to the room; the name i
 });
 
 Deno.test("operators: mute silences a name until unbanned; the offender is told for how long", async () => {
-  await withServer({}, async (server, clients) => {
+  await withServer({ opToken: TOKEN }, async (server, clients) => {
     const ada = await TestClient.join(server, "ada", { op: TOKEN });
     const eve = await TestClient.join(server, "eve");
     clients.push(ada, eve);
@@ -135,7 +121,7 @@ Deno.test("operators: a ban keeps the name and its address out, and lasts across
   const dir = await Deno.makeTempDir();
   const db = `${dir}/chat.db`;
   try {
-    await withServer({ db }, async (server, clients) => {
+    await withServer({ opToken: TOKEN, db }, async (server, clients) => {
       const ada = await TestClient.join(server, "ada", { op: TOKEN });
       const eve = await joinFrom127002(server, "eve");
       clients.push(ada, eve);
@@ -150,7 +136,7 @@ Deno.test("operators: a ban keeps the name and its address out, and lasts across
       const bob = await TestClient.join(server, "bob"); // 127.0.0.1 is not banned
       clients.push(bob);
     });
-    await withServer({ db }, async (server, clients) => {
+    await withServer({ opToken: TOKEN, db }, async (server, clients) => {
       const again = await joinFrom127002(server, "eve");
       clients.push(again);
       assert.ok(again.frames.received.some((f) => f.type === "error" && f.code === "banned"));
@@ -168,7 +154,7 @@ Deno.test("operators: a ban keeps the name and its address out, and lasts across
 });
 
 Deno.test("operators: another room's topic and the message of the day", async () => {
-  await withServer({}, async (server, clients) => {
+  await withServer({ opToken: TOKEN }, async (server, clients) => {
     const bob = await TestClient.join(server, "bob", { room: "team2" });
     const ada = await TestClient.join(server, "ada", { op: TOKEN });
     clients.push(bob, ada);
@@ -192,7 +178,7 @@ Deno.test("operators: another room's topic and the message of the day", async ()
 });
 
 Deno.test("operators: plain-text clients have the same commands", async () => {
-  await withServer({}, async (server, clients) => {
+  await withServer({ opToken: TOKEN }, async (server, clients) => {
     const eve = await TestClient.join(server, "eve");
     clients.push(eve);
     const nc = await PlainClient.connect(server);

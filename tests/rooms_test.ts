@@ -1,21 +1,6 @@
 import assert from "node:assert/strict";
-import { PlainClient, startServer, TestClient } from "./helpers.ts";
-import type { ChatServer, ServeOptions } from "../server.ts";
+import { PlainClient, TestClient, withServer } from "./helpers.ts";
 import type { ServerFrame } from "../protocol.ts";
-
-async function withServer(
-  options: ServeOptions,
-  body: (server: ChatServer, clients: TestClient[]) => Promise<void>,
-): Promise<void> {
-  const server = startServer(options);
-  const clients: TestClient[] = [];
-  try {
-    await body(server, clients);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.shutdown();
-  }
-}
 
 const texts = (frames: ServerFrame[]) =>
   frames.flatMap((f) => f.type === "msg" ? [`${f.room}:${f.from}:${f.text}`] : []);

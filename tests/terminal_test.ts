@@ -33,6 +33,18 @@ async function screenUntil(session: string, test: (screen: string) => boolean, w
   return screen;
 }
 
+/** `chat join` with these arguments, as one shell command line for tmux. */
+function joinCommand(port: number, ...args: string[]): string {
+  return [Deno.execPath(), "run", "--quiet", ...SHIPPED_FLAGS, new URL("main.ts", root).pathname]
+    .concat(["join", `127.0.0.1:${port}`, ...args])
+    .map((word) => `'${word}'`).join(" ");
+}
+
+/** Starts `command` in a detached tmux session of 100 x 20. */
+async function startTerminal(session: string, command: string): Promise<void> {
+  await tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "20", `${command}; sleep 30`);
+}
+
 const hasTmux = await new Deno.Command("tmux", { args: ["-V"] }).output().then((o) => o.success)
   .catch(() => false);
 
@@ -43,27 +55,8 @@ Deno.test({
     const server = startServer();
     const bob = await TestClient.join(server, "bob");
     const session = `chat-test-${Deno.pid}`;
-    const command = [
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      ...SHIPPED_FLAGS,
-      new URL("main.ts", root).pathname,
-    ]
-      .concat(["join", `127.0.0.1:${server.addr.port}`, "--name", "ada"])
-      .map((word) => `'${word}'`).join(" ");
     try {
-      await tmux(
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "100",
-        "-y",
-        "20",
-        `${command}; sleep 30`,
-      );
+      await startTerminal(session, joinCommand(server.addr.port, "--name", "ada"));
       await screenUntil(session, (s) => s.includes("connected to chat as ada"), "welcome");
       await screenUntil(session, (s) => s.includes("ada@lobby>"), "prompt");
 
@@ -114,22 +107,8 @@ Deno.test({
     const server = startServer({ password: "s3cret-pass" });
     const bob = await TestClient.join(server, "bob", { password: "s3cret-pass" });
     const session = `chat-password-${Deno.pid}`;
-    const command = [Deno.execPath(), "run", "--quiet", ...SHIPPED_FLAGS]
-      .concat([new URL("main.ts", root).pathname, "join", `127.0.0.1:${server.addr.port}`])
-      .concat(["--name", "ada"])
-      .map((word) => `'${word}'`).join(" ");
     try {
-      await tmux(
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "100",
-        "-y",
-        "20",
-        `${command}; sleep 30`,
-      );
+      await startTerminal(session, joinCommand(server.addr.port, "--name", "ada"));
       await screenUntil(
         session,
         (s) => /Password for 127\.0\.0\.1:\d+:\s*$/m.test(s),
