@@ -26,7 +26,8 @@ export function startServer(options: ServeOptions = {}): ChatServer {
     port: 0,
     plainTextAfterMs: 150,
     maxPerAddress: 100_000,
-    ...options,
+    // Options parsed from a command line carry undefined for what it did not say.
+    ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)),
   });
 }
 
