@@ -257,12 +257,14 @@ class Link {
   #closed = false;
   /** The first line of text skipped while waiting for the welcome. */
   #skipped: string | undefined;
+  readonly #tls: boolean;
   #heardAt = performance.now();
   #watch: ReturnType<typeof setInterval> | undefined;
   /** Set when the link was closed because the server went quiet. */
   silentFor: number | undefined;
 
-  private constructor(conn: Deno.Conn, where: string) {
+  private constructor(conn: Deno.Conn, where: string, tls: boolean) {
+    this.#tls = tls;
     this.#conn = conn;
     this.#where = where;
     this.#frames = this.#read();
@@ -297,7 +299,7 @@ class Link {
       } else {
         (conn as Deno.TcpConn).setNoDelay(true);
       }
-      return new Link(conn, where);
+      return new Link(conn, where, tls !== undefined);
     } catch (error) {
       try {
         conn?.close();
@@ -363,7 +365,8 @@ class Link {
     }
     throw new Failure(
       frame === undefined
-        ? `${this.#where} closed the connection during the greeting`
+        ? `${this.#where} closed the connection during the greeting` +
+          (this.#tls ? "" : " (if it speaks TLS, as chat serve --tls-cert does, add --tls)")
         : `${this.#where} answered with a "${frame.type}" frame instead of a welcome`,
       frame === undefined ? ExitCode.disconnected : ExitCode.protocol,
     );
@@ -435,7 +438,7 @@ class Link {
 function connectFailure(error: unknown, where: string, tls: boolean): string {
   const prefix = `could not connect to ${where}`;
   const message = error instanceof Error ? error.message : String(error);
-  if (tls && /certificate|UnknownIssuer|NotValidForName|handshake|tls/i.test(message)) {
+  if (tls && /certificate|UnknownIssuer|NotValidForName|handshake|tls|corrupt/i.test(message)) {
     return `${prefix} over TLS: ${message}. If the server uses a lab certificate, pass it ` +
       "with --ca FILE; if it does not speak TLS, leave out --tls.";
   }

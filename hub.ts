@@ -37,7 +37,7 @@ import {
   type MessageFrame,
   nameKey,
 } from "./protocol.ts";
-import { renderFrame } from "./render.ts";
+import { count, renderFrame } from "./render.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "./store/sqlite.ts";
 import { type BanRecord, Moderation } from "./server/moderation.ts";
@@ -137,7 +137,11 @@ export const DEFAULT_ROOM = "lobby";
 export const WELCOME_LIMIT = 100;
 /** How many names a `who` answer lists at most. */
 export const WHO_LIMIT = 1000;
-/** Bytes of messages that may wait for a slow database before new ones are refused. */
+/**
+ * Bytes of messages that may wait for a slow database. Past half of it,
+ * sessions stop reading (see {@linkcode Hub.backpressure}), so TCP slows the
+ * senders; past all of it, new messages are refused.
+ */
 export const MAX_UNSTORED_BYTES = 8 * 1024 * 1024;
 /** Bytes of recent private messages kept per name, to replay after a takeover. */
 export const DIRECT_LOG_BYTES = 32 * 1024;
@@ -237,6 +241,16 @@ export class Hub {
       for (const stored of options.loaded.rooms) this.#restore(stored);
     }
     if (!this.#rooms.has(nameKey(DEFAULT_ROOM))) this.#newRoom(DEFAULT_ROOM);
+  }
+
+  /**
+   * While a slow database has more than half of {@linkcode MAX_UNSTORED_BYTES}
+   * waiting: a promise that settles when the batch being written is done.
+   * Sessions wait on it before reading more, so the senders' TCP windows
+   * fill and they slow down, rather than have their messages refused.
+   */
+  get backpressure(): Promise<void> | undefined {
+    return this.#pendingBytes > MAX_UNSTORED_BYTES / 2 ? this.#writing : undefined;
   }
 
   /** How many members are online. */
@@ -472,7 +486,9 @@ export class Hub {
       ...(reason ? { reason } : {}),
     });
     if (target) {
-      const time = minutes === undefined ? "until an operator lifts it" : `for ${minutes} minutes`;
+      const time = minutes === undefined
+        ? "until an operator lifts it"
+        : `for ${count(minutes, "minute")}`;
       this.#options.onRemove?.(
         target,
         {
@@ -509,7 +525,7 @@ export class Hub {
     targetRoom: Room | undefined,
     event: Pick<EventFrame, "event" | "reason" | "minutes" | "text">,
   ): void {
-    const detail = event.minutes === undefined ? "" : ` for ${event.minutes} minutes`;
+    const detail = event.minutes === undefined ? "" : ` for ${count(event.minutes, "minute")}`;
     const why = event.reason ? ` (${event.reason})` : event.text ? `: ${event.text}` : "";
     this.#log(`op ${by.name}: ${event.event} ${name}${detail}${why}`);
     for (const room of new Set([by.room, targetRoom])) {
@@ -529,6 +545,7 @@ export class Hub {
       this.#roomWrites.add(room);
       this.#scheduleFlush();
     }
+    if (room !== member.room) this.#log(`op ${member.name}: topic of ${room.name}: ${topic}`);
     this.#emit(room, { event: "topic", name: member.name, topic });
   }
 

@@ -20,6 +20,20 @@ export interface RenderOptions {
 }
 
 /**
+ * A count and its noun, in the singular for one.
+ *
+ * @example
+ * ```ts
+ * import { count } from "./render.ts";
+ * count(1, "minute"); // "1 minute"
+ * count(5, "minute"); // "5 minutes"
+ * ```
+ */
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+/**
  * `HH:MM` of a timestamp in local time.
  *
  * @example
@@ -87,7 +101,7 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
             { kick: "removed", mute: "muted", ban: "banned", unban: "lifted the ban on" }[
               frame.event
             ];
-          const time2 = frame.minutes === undefined ? "" : ` for ${frame.minutes} minutes`;
+          const time2 = frame.minutes === undefined ? "" : ` for ${count(frame.minutes, "minute")}`;
           const why = frame.reason ? ` (${neutralize(frame.reason)})` : "";
           return notice(
             `${time} * ${name(frame.by ?? "?")} ${verb} ${name(frame.name)}${time2}${why}`,

@@ -552,7 +552,7 @@ function readSecrets(sources: SecretSources): Pick<ServeOptions, "password" | "o
     if (value === undefined || value === "") {
       throw new UsageError(
         `${flag} ${name}: the environment variable ${name} is not set or empty`,
-        "Set it first, e.g. read -rs CHAT_PASSWORD && export CHAT_PASSWORD",
+        `Set it first, e.g. read -rs ${name} && export ${name}`,
       );
     }
     return value;

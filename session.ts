@@ -46,7 +46,7 @@ import {
   type UnbanFrame,
   validateName,
 } from "./protocol.ts";
-import { renderFrame } from "./render.ts";
+import { count, renderFrame } from "./render.ts";
 import { cleanText } from "./text/names.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import type { Gate } from "./server/auth.ts";
@@ -231,6 +231,8 @@ export class Session implements Member {
           this.#handleLine(line);
           if (this.closed) return;
         }
+        const slowDatabase = this.#ctx.hub.backpressure;
+        if (slowDatabase) await slowDatabase;
       }
     } catch (error) {
       if (!this.closed) reason = `connection lost: ${describe(error)}`;
@@ -399,8 +401,9 @@ export class Session implements Member {
       }
       name = checked.name;
     }
-    if (this.#refusedByBan(name)) return;
     if (frame.op !== undefined) this.#becomeOperator(frame.op);
+    // An operator is never locked out, even sharing an address with someone banned.
+    if (!this.op && this.#refusedByBan(name)) return;
     // A client back after a drop takes its name over from its stale connection.
     const holder = this.#ctx.hub.holder(name) as Session | undefined;
     const resumed = holder !== undefined && frame.token !== undefined &&
@@ -543,6 +546,8 @@ export class Session implements Member {
       if (!room) return this.#error("bad_room", `there is no room called "${roomName}"`, ref);
     }
     this.#ctx.hub.setTopic(this, topic, room);
+    // The operator is not in that room: show it the result.
+    if (room !== this.room) this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
   }
 
   #direct(to: string, text: string, ref?: number): void {
@@ -619,7 +624,9 @@ export class Session implements Member {
     if (mutedMs > 0) {
       this.#error(
         "muted",
-        `an operator muted you; you can write again in ${Math.ceil(mutedMs / 60_000)} minutes`,
+        `an operator muted you; you can write again in ${
+          count(Math.ceil(mutedMs / 60_000), "minute")
+        }`,
         ref,
         { retryMs: mutedMs },
       );
@@ -630,7 +637,9 @@ export class Session implements Member {
     if (waitMs > 0) {
       this.#error(
         "rate_limited",
-        `slow down: at most ${this.#ctx.limits.rate} messages a second; not sent, try again in ${waitMs} ms`,
+        `slow down: at most ${
+          count(this.#ctx.limits.rate, "message")
+        } a second; not sent, try again in ${waitMs} ms`,
         ref,
         { retryMs: waitMs },
       );
@@ -715,7 +724,7 @@ export class Session implements Member {
       `you are banned from this server ${
         left === undefined
           ? "until an operator lifts it"
-          : `for ${Math.ceil(left / 60_000)} more minutes`
+          : `for ${count(Math.ceil(left / 60_000), "more minute")}`
       }${ban.reason ? `: ${ban.reason}` : ""}`,
       undefined,
       left === undefined ? {} : { retryMs: Math.ceil(left) },

@@ -158,17 +158,21 @@ async function main(): Promise<number> {
     2,
   );
   const stamp = started.toISOString().replaceAll(":", "-").replace(/\.\d+Z$/, "Z");
-  await Deno.writeTextFile(`${args.out}/${stamp}.json`, json + "\n");
-  await Deno.writeTextFile(`${args.out}/latest.json`, json + "\n");
+  // A quick run's files are named as such, so that they never replace the full run the
+  // README's Performance section is made from.
+  const kind = args.quick ? "quick-" : "";
+  const files = [`${stamp}${args.quick ? "-quick" : ""}.json`, `${kind}latest.json`];
+  for (const file of files) await Deno.writeTextFile(`${args.out}/${file}`, json + "\n");
   // Always rewritten, so a stale chart never outlives its run.
   const series = Object.entries(results).map(([name, r]) => ({ name, steps: r.steps }));
+  files.push(`${kind}latency.svg`);
   await Deno.writeTextFile(
-    `${args.out}/latency.svg`,
+    `${args.out}/${kind}latency.svg`,
     svgChart(series, `p99 latency vs offered load (${args.quick ? "quick" : "full"} run)`),
   );
   const elapsed = ((Date.now() - started.getTime()) / 1000).toFixed(1);
   console.log(
-    `Results: ${args.out}/${stamp}.json, ${args.out}/latest.json, ${args.out}/latency.svg (run took ${elapsed} s)`,
+    `Results: ${files.map((file) => `${args.out}/${file}`).join(", ")} (run took ${elapsed} s)`,
   );
   return 0;
 }

@@ -30,7 +30,7 @@ async function startServer(port: number, db?: string): Promise<Deno.ChildProcess
   const args = ["run", "-A", new URL("../main.ts", import.meta.url).pathname, "serve"];
   args.push("--host", "127.0.0.1", "--port", String(port), "--quiet");
   args.push("--rate", "1000000000", "--burst", "1000000000", "--max-queue-bytes", "1073741824");
-  args.push("--max-per-address", "1000000");
+  args.push("--max-per-address", "1000000", "--rate-bytes", "1073741824");
   if (db) args.push("--db", db);
   const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "null" })
     .spawn();

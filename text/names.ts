@@ -473,6 +473,8 @@ function lastCodePoint(text: string, end: number): string | undefined {
  * ```
  */
 export function cleanText(text: string): string {
+  // Lone surrogates first: removing what stands between two would join them into a character.
+  text = text.toWellFormed();
   let done = 0; // where the last match ended
   let before: string | undefined; // the last code point kept
   return text.replace(HIDDEN_IN_TEXT, (char: string, at: number) => {
