@@ -85,6 +85,14 @@ export class RoomHistory {
     return size;
   }
 
+  /** The message with this seq, if it is still kept. */
+  at(seq: number): StoredMessage | undefined {
+    const oldest = this.oldestSeq;
+    return oldest === undefined || seq < oldest
+      ? undefined
+      : this.#slots[this.#head + seq - oldest];
+  }
+
   /** The messages with a seq above `seq`, oldest first. */
   after(seq: number): StoredMessage[] {
     const oldest = this.oldestSeq;

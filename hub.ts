@@ -84,8 +84,16 @@ export class Room {
     return this.history.lastSeq;
   }
 
+  /** An operator gave it a topic: it stays when empty. */
+  pinned = false;
+
   get record(): RoomRecord {
-    return { name: this.name, topic: this.topic, epoch: this.epoch };
+    return { name: this.name, topic: this.topic, epoch: this.epoch, pinned: this.pinned };
+  }
+
+  /** Whether it may be let go of when nobody is in it. */
+  get disposable(): boolean {
+    return !this.pinned && nameKey(this.name) !== nameKey(DEFAULT_ROOM);
   }
 }
 
@@ -215,7 +223,7 @@ export class Hub {
   readonly #rooms = new Map<string, Room>();
   readonly #directLogs = new Map<string, DirectLog>();
   /** Names of dropped connections, held for their token until a time. */
-  readonly #held = new Map<string, { token: string; until: number }>();
+  readonly #held = new Map<string, { token: string; until: number; address: string }>();
   readonly #options: HubOptions;
   readonly #journal: Journal | undefined;
   /** Mutes, bans and the message of the day. */
@@ -315,7 +323,7 @@ export class Hub {
   ): Entry | undefined {
     let room = this.#rooms.get(nameKey(roomName));
     if (room === undefined) {
-      if (this.#rooms.size >= this.#options.maxRooms) return undefined;
+      if (this.#rooms.size >= this.#options.maxRooms && !this.#makeRoomForOne()) return undefined;
       const stored = this.#journal?.recall(roomName);
       room = stored ? this.#restore(stored) : this.#newRoom(roomName);
     }
@@ -392,7 +400,11 @@ export class Hub {
     this.#names.delete(key);
     const { announce = true, keepDirects = false, hold } = options;
     if (hold && hold.ms > 0 && !this.#closed) {
-      this.#held.set(key, { token: hold.token, until: performance.now() + hold.ms });
+      this.#held.set(key, {
+        token: hold.token,
+        until: performance.now() + hold.ms,
+        address: member.address,
+      });
     } else if (!keepDirects) {
       this.#directLogs.delete(key);
     }
@@ -410,13 +422,32 @@ export class Hub {
       this.#held.delete(key);
       this.#directLogs.delete(key);
     }
-    for (const [key, room] of this.#rooms) {
+    for (const room of this.#rooms.values()) {
       if (room.emptySince === undefined || now - room.emptySince < roomExpiryMs) continue;
-      if (room.members.size > 0 || room.topic !== "") continue;
-      this.#rooms.delete(key);
-      this.#roomWrites.delete(room);
-      this.#historyBytes -= room.history.bytes;
+      if (room.members.size === 0 && room.disposable) this.#dispose(room);
     }
+  }
+
+  /** Lets go of an empty room (with a journal, it stays stored, to be recalled). */
+  #dispose(room: Room): void {
+    this.#rooms.delete(nameKey(room.name));
+    this.#roomWrites.delete(room);
+    this.#historyBytes -= room.history.bytes;
+  }
+
+  /**
+   * Room for one more when `maxRooms` are there: the empty, unpinned room
+   * left longest ago goes, so that rooms nobody is in cannot keep others
+   * from making one. False when every room is in use or pinned.
+   */
+  #makeRoomForOne(): boolean {
+    let oldest: Room | undefined;
+    for (const room of this.#rooms.values()) {
+      if (room.members.size > 0 || !room.disposable) continue;
+      if (oldest === undefined || (room.emptySince ?? 0) < (oldest.emptySince ?? 0)) oldest = room;
+    }
+    if (oldest) this.#dispose(oldest);
+    return oldest !== undefined;
   }
 
   /** The names of the operators in a room, sorted. */
@@ -459,8 +490,10 @@ export class Hub {
 
   /** An operator silences a name (online or not) for `minutes`; the rooms concerned are told. */
   mute(by: Member, name: string, minutes: number): void {
-    this.moderation.mute(nameKey(name), Date.now() + minutes * 60_000);
-    const target = this.#names.get(nameKey(name));
+    const key = nameKey(name);
+    const target = this.#names.get(key);
+    const address = target?.address ?? this.#held.get(key)?.address;
+    this.moderation.mute(key, Date.now() + minutes * 60_000, address);
     this.#moderated(by, target?.name ?? name, target?.room, { event: "mute", minutes });
   }
 
@@ -471,11 +504,13 @@ export class Hub {
   ban(by: Member, name: string, minutes: number | undefined, reason: string): void {
     const key = nameKey(name);
     const target = this.#names.get(key);
+    // A dropped user's name is held with the address it came from: ban that one too.
+    const address = target?.address ?? this.#held.get(key)?.address;
     const ban: BanRecord = {
       key,
       name: target?.name ?? name,
       reason,
-      ...(target ? { address: target.address } : {}),
+      ...(address === undefined ? {} : { address }),
       ...(minutes === undefined ? {} : { until: Date.now() + minutes * 60_000 }),
     };
     this.moderation.ban(ban);
@@ -504,7 +539,7 @@ export class Hub {
   /** An operator lifts a ban and a mute; false when there was neither. */
   unban(by: Member, name: string): boolean {
     const key = nameKey(name);
-    const muted = this.moderation.mutedFor(key, Date.now()) > 0;
+    const muted = this.moderation.unmute(key);
     const ban = this.moderation.unban(key);
     if (!ban && !muted) return false;
     if (ban) this.#journal?.removeBan(key);
@@ -541,6 +576,8 @@ export class Hub {
   setTopic(member: Member, topic: string, room = member.room): void {
     if (!room) return;
     room.topic = topic;
+    // An operator's topic keeps a room when it stands empty; anyone else's does not.
+    if (member.op) room.pinned = topic !== "";
     if (this.#journal) {
       this.#roomWrites.add(room);
       this.#scheduleFlush();
@@ -692,11 +729,11 @@ export class Hub {
   #restore(stored: StoredRoom): Room {
     const room = new Room(stored.name, stored.epoch, this.#historyLimits());
     room.topic = stored.topic;
+    room.pinned = stored.pinned;
     room.lastSeq = stored.lastSeq;
     this.#rooms.set(nameKey(room.name), room);
     for (const message of stored.recent) this.#remember(room, message);
-    const isDefault = nameKey(room.name) === nameKey(DEFAULT_ROOM);
-    if (room.topic === "" && room.lastSeq > 0 && !isDefault) room.emptySince = performance.now();
+    if (room.disposable) room.emptySince = performance.now();
     return room;
   }
 
@@ -744,17 +781,9 @@ export class Hub {
     if (!silent && !this.#closed && room.members.size < this.#options.announceLimit) {
       this.#emit(room, { event: "leave", name: member.name, reason });
     }
-    if (
-      room.members.size > 0 || room.topic !== "" || nameKey(room.name) === nameKey(DEFAULT_ROOM)
-    ) {
-      return;
-    }
-    if (room.lastSeq === 0) {
-      this.#rooms.delete(nameKey(room.name));
-      this.#roomWrites.delete(room);
-    } else {
-      room.emptySince = performance.now(); // removed by expire() if nobody comes back
-    }
+    if (room.members.size > 0 || !room.disposable) return;
+    if (room.lastSeq === 0 && room.topic === "") this.#dispose(room);
+    else room.emptySince = performance.now(); // removed by expire() if nobody comes back
   }
 
   /** Sends an event now, or after the batch being written so that order holds. */

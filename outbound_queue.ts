@@ -36,6 +36,8 @@ export interface OutboundQueueOptions {
   lowWater?: number;
   /** Called once if a write fails (the peer is gone). */
   onError?: (error: unknown) => void;
+  /** A clock to tell progress by; one the owner updates now and then is cheapest. */
+  clock?: { now: number };
 }
 
 /**
@@ -67,12 +69,29 @@ export class OutboundQueue {
   #batch: Uint8Array | undefined;
   #written = 0;
   #waiters: (() => void)[] = [];
+  readonly #clock: { now: number };
+  /** When the peer last took bytes (or, if idle then, when writing began). */
+  #progressAt = 0;
 
   constructor(sink: ByteSink, options: OutboundQueueOptions) {
     this.#sink = sink;
     this.#limit = options.limit;
     this.#lowWater = options.lowWater ?? Math.floor(options.limit / 4);
     this.#onError = options.onError ?? (() => {});
+    this.#clock = options.clock ?? {
+      get now() {
+        return performance.now();
+      },
+    };
+  }
+
+  /**
+   * How long the peer has taken nothing while bytes wait for it, in the
+   * clock's units; 0 when nothing waits. A reader that stopped reading
+   * shows here even when it is far from the byte limit.
+   */
+  stalledFor(now: number): number {
+    return this.#writing ? now - this.#progressAt : 0;
   }
 
   /** Bytes queued, waiting behind a paced source, or being written. */
@@ -138,7 +157,10 @@ export class OutboundQueue {
   #enqueue(bytes: Uint8Array): void {
     this.#chunks.push(bytes);
     this.#bytes += bytes.length;
-    if (!this.#writing) this.#drain();
+    if (!this.#writing) {
+      this.#progressAt = this.#clock.now;
+      this.#drain();
+    }
   }
 
   /** Moves work from the backlog into the queue while the peer keeps up. */
@@ -182,6 +204,7 @@ export class OutboundQueue {
   readonly #onWritten = (n: number): void => {
     const batch = this.#batch!;
     this.#written += n;
+    this.#progressAt = this.#clock.now;
     if (this.#written < batch.length) {
       this.#write(batch.subarray(this.#written));
       return;

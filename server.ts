@@ -21,6 +21,7 @@ import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
 import { AddressLimits } from "./server/address_limits.ts";
+import { addressKey } from "./server/address_key.ts";
 import { TlsServerConn } from "./server/tls_conn.ts";
 import tls from "node:tls";
 
@@ -80,6 +81,8 @@ export interface ServeOptions {
   livenessCheckMs?: number;
   /** How long a dropped client's name is kept for its token. Default 60 s. */
   nameGraceMs?: number;
+  /** How long a client may take nothing it is owed before it is cut off. Default 30 s. */
+  stallTimeoutMs?: number;
   /** How long a room with messages but no topic may stand empty. Default 10 minutes. */
   roomExpiryMs?: number;
   /** Where log lines go. Default: nowhere. */
@@ -113,6 +116,7 @@ export const SERVE_DEFAULTS = {
   idleTimeoutMs: 60_000,
   livenessCheckMs: 1000,
   nameGraceMs: 60_000,
+  stallTimeoutMs: 30_000,
   roomExpiryMs: 10 * 60_000,
 } as const;
 
@@ -191,7 +195,11 @@ export function serve(options: ServeOptions = {}): ChatServer {
     burst: config.burst,
     rateBytes: config.rateBytes,
   };
-  const addressLimits = new AddressLimits({ maxPerAddress: config.maxPerAddress });
+  const addressLimits = new AddressLimits({
+    maxPerAddress: config.maxPerAddress,
+    rateBytes: config.rateBytes,
+    maxFrameBytes: config.maxFrameBytes,
+  });
   const context = {
     hub,
     serverName: config.name,
@@ -203,6 +211,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
     handshakeTimeoutMs: config.handshakeTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
     nameGraceMs: config.nameGraceMs,
+    stallTimeoutMs: config.stallTimeoutMs,
     clock: { now: performance.now() },
     gate: new Gate({ password: config.password, opToken: config.opToken }),
     addressLimits,
@@ -236,7 +245,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
       });
       return;
     }
-    const address = conn.remoteAddr.hostname;
+    const address = addressKey(conn.remoteAddr.hostname);
     const fromAddress = perAddress.get(address) ?? 0;
     if (fromAddress >= config.maxPerAddress) {
       log(`refused ${formatAddress(address, conn.remoteAddr.port)}: too many from that address`);
@@ -520,15 +529,8 @@ export async function runServe(args: string[]): Promise<number> {
     }
     throw new Failure(listenFailure(error, hostname, port), ExitCode.unavailable);
   }
-  printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name, options.tls !== undefined);
-  if (options.secrets.opTokenEnv === undefined) {
-    console.log(
-      `Operator token (type "/op ${options.opToken}" in chat join to moderate): ` +
-        "keep it to yourself",
-    );
-  }
-  warnIfFewFiles(options.maxClients ?? SERVE_DEFAULTS.maxClients);
-
+  // Listen for Ctrl-C and SIGTERM before saying we are up, so that a stop asked for at once
+  // is still a graceful one.
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   const { promise: stopAsked, resolve: stop } = Promise.withResolvers<void>();
   let asked = false;
@@ -539,6 +541,15 @@ export async function runServe(args: string[]): Promise<number> {
     stop();
   };
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+
+  printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name, options.tls !== undefined);
+  if (options.secrets.opTokenEnv === undefined) {
+    console.log(
+      `Operator token (type "/op ${options.opToken}" in chat join to moderate): ` +
+        "keep it to yourself",
+    );
+  }
+  warnIfFewFiles(options.maxClients ?? SERVE_DEFAULTS.maxClients);
   await stopAsked;
   await server.shutdown();
   for (const signal of signals) Deno.removeSignalListener(signal, onSignal);

@@ -51,6 +51,7 @@ import { cleanText } from "./text/names.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import type { Gate } from "./server/auth.ts";
 import type { AddressLimits } from "./server/address_limits.ts";
+import { addressKey } from "./server/address_key.ts";
 
 type ModerationFrame = KickFrame | MuteFrame | BanFrame | UnbanFrame | MotdFrame;
 
@@ -96,6 +97,8 @@ export interface SessionContext {
   idleTimeoutMs: number;
   /** How long a dropped protocol client's name is kept for its token. */
   nameGraceMs: number;
+  /** How long a client may take nothing of what it is owed before it is cut off. */
+  stallTimeoutMs: number;
   /** A clock the server updates about once a second, cheap to read per chunk. */
   clock: { now: number };
   /** Checks passwords and operator tokens. */
@@ -124,7 +127,7 @@ export class Session implements Member {
   /** Proves, in a later hello, that a new connection is this same user. */
   readonly token = crypto.randomUUID();
   readonly remote: string;
-  /** The peer's IP address, for per-address limits. */
+  /** The peer's address as per-address limits and bans count it (see `addressKey`). */
   readonly address: string;
   /** A plain-text client still to type the server's password. */
   #awaitingPassword = false;
@@ -141,6 +144,8 @@ export class Session implements Member {
   readonly #roomCreations = new TokenBucket(ROOM_CREATION_LIMIT);
   /** The length in bytes of the line being handled. */
   #lineBytes = 0;
+  /** The room whose earlier messages are still being sent, if any. */
+  #replaying: string | undefined;
   #mode: Mode = "undecided";
   #plainTimer: ReturnType<typeof setTimeout> | undefined;
   #joined = false;
@@ -155,10 +160,11 @@ export class Session implements Member {
     this.#conn = conn;
     this.#ctx = ctx;
     this.remote = formatAddress(conn.remoteAddr.hostname, conn.remoteAddr.port);
-    this.address = conn.remoteAddr.hostname;
+    this.address = addressKey(conn.remoteAddr.hostname);
     this.#queue = new OutboundQueue(conn, {
       limit: ctx.maxQueueBytes,
       onError: () => this.close("connection lost"),
+      clock: ctx.clock,
     });
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
     this.#bucket = new TokenBucket({ ...ctx.limits, slack: rateSlack(ctx.limits.rate) });
@@ -180,7 +186,15 @@ export class Session implements Member {
    */
   checkLiveness(now: number): void {
     if (this.closed) return;
-    const { handshakeTimeoutMs, idleTimeoutMs } = this.#ctx;
+    const { handshakeTimeoutMs, idleTimeoutMs, stallTimeoutMs } = this.#ctx;
+    if (this.#queue.stalledFor(now) >= stallTimeoutMs) {
+      // Not reading at all, however little it is owed: its queue must not pin memory for good.
+      this.close("slow_consumer", {
+        notice: slowConsumer(this.#ctx.maxQueueBytes),
+        dropQueued: true,
+      });
+      return;
+    }
     if (!this.#joined) {
       // A person typing a password into nc is given longer than a program.
       const limit = this.#awaitingPassword ? PASSWORD_TIMEOUT_MS : handshakeTimeoutMs;
@@ -497,16 +511,49 @@ export class Session implements Member {
       gone: entry.gone,
       ...(entry.restarted ? { restarted: true } : {}),
     });
-    // Encoded as this session is now: a late hello must not turn a text replay into frames.
+    if (replay.length === 0) {
+      if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
+      return;
+    }
+    // Read from the room's history as the peer reads, by seq: the replay holds no messages of
+    // its own, so a reader that never reads pins nothing the history has let go of. Encoded
+    // as this session is now: a late hello must not turn a text replay into frames.
     const encode = this.plain ? renderLine : encodeFrame;
-    let next = 0;
-    this.#queue.pushPaced(() =>
-      next < replay.length ? encode(messageFrame(replay[next++], true)) : undefined
-    );
+    const history = room.history;
+    let next = replay[0].seq;
+    const last = replay[replay.length - 1].seq;
+    this.#replaying = room.name;
+    this.#queue.pushPaced(() => {
+      if (next > last) {
+        this.#replaying = undefined;
+        return undefined;
+      }
+      const message = history.at(next++);
+      if (next > last) this.#replaying = undefined;
+      if (message) return encode(messageFrame(message, true));
+      // So far behind that the room no longer keeps what it is owed: a slow consumer.
+      this.#replaying = undefined;
+      queueMicrotask(() =>
+        this.close("slow_consumer", {
+          notice: slowConsumer(this.#ctx.maxQueueBytes),
+          dropQueued: true,
+        })
+      );
+      return undefined;
+    });
     if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
   }
 
   #join(wanted: string, ref?: number): void {
+    if (this.#replaying !== undefined) {
+      // One replay at a time: a client hopping rooms without reading cannot pile them up.
+      return this.#error(
+        "rate_limited",
+        `still sending you the earlier messages of ${this.#replaying}; read them first`,
+        ref,
+        { retryMs: 1000 },
+      );
+    }
     if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
     const roomName = this.#checkRoom(wanted, ref);
     if (roomName === undefined || !this.#mayCreateRoom(roomName, ref)) return;
@@ -620,7 +667,9 @@ export class Session implements Member {
       return false;
     }
     const moderation = this.#ctx.hub.moderation;
-    const mutedMs = moderation.anyMuted ? moderation.mutedFor(nameKey(this.name), Date.now()) : 0;
+    const mutedMs = moderation.anyMuted
+      ? moderation.mutedFor(nameKey(this.name), this.address, Date.now())
+      : 0;
     if (mutedMs > 0) {
       this.#error(
         "muted",
@@ -645,7 +694,8 @@ export class Session implements Member {
       );
       return false;
     }
-    const bytesWaitMs = this.#byteBucket?.take(now, this.#lineBytes) ?? 0;
+    const bytesWaitMs = (this.#byteBucket?.take(now, this.#lineBytes) ?? 0) ||
+      this.#ctx.addressLimits.messageBytes(this.address, now, this.#lineBytes);
     if (bytesWaitMs > 0) {
       this.#error(
         "rate_limited",

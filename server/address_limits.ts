@@ -25,7 +25,7 @@ class BucketsByAddress {
     this.#options = options;
   }
 
-  take(address: string, nowMs: number): number {
+  take(address: string, nowMs: number, cost = 1): number {
     let bucket = this.#buckets.get(address);
     if (bucket) {
       this.#buckets.delete(address); // re-inserted below: the map stays in order of use
@@ -36,7 +36,7 @@ class BucketsByAddress {
       }
     }
     this.#buckets.set(address, bucket);
-    return bucket.take(nowMs);
+    return bucket.take(nowMs, cost);
   }
 }
 
@@ -46,22 +46,38 @@ class BucketsByAddress {
  * raises them too: an address may open `max(20, maxPerAddress)`
  * connections at once, then `max(2, maxPerAddress / 10)` a second, and
  * create `max(10, maxPerAddress / 2)` rooms at once, then one a minute.
+ * The messages of all its connections together may take four longest
+ * lines at once, then `rateBytes` a second, times `max(1, maxPerAddress / 16)`:
+ * so one machine's connections cannot bury the others' readers.
  *
  * @example
  * ```ts
  * import { AddressLimits } from "./address_limits.ts";
- * const limits = new AddressLimits({ maxPerAddress: 16 });
+ * const limits = new AddressLimits({ maxPerAddress: 16, rateBytes: 16384, maxFrameBytes: 16384 });
  * limits.connect("10.0.0.7", performance.now()); // 0: go ahead; else ms to wait
  * ```
  */
 export class AddressLimits {
   readonly #connects: BucketsByAddress;
   readonly #roomCreations: BucketsByAddress;
+  readonly #messageBytes: BucketsByAddress | undefined;
 
-  constructor(options: { maxPerAddress: number }) {
+  constructor(options: { maxPerAddress: number; rateBytes?: number; maxFrameBytes: number }) {
     const n = options.maxPerAddress;
     this.#connects = new BucketsByAddress({ burst: Math.max(20, n), rate: Math.max(2, n / 10) });
     this.#roomCreations = new BucketsByAddress({ burst: Math.max(10, n / 2), rate: 1 / 60 });
+    const share = Math.max(1, n / 16);
+    const rate = options.rateBytes;
+    this.#messageBytes = rate === undefined ? undefined : new BucketsByAddress({
+      burst: 4 * options.maxFrameBytes * share,
+      rate: rate * share,
+      slack: (rate * share) / 4,
+    });
+  }
+
+  /** `bytes` of messages from `address`: 0 when allowed, else the ms to wait. */
+  messageBytes(address: string, nowMs: number, bytes: number): number {
+    return this.#messageBytes?.take(address, nowMs, bytes) ?? 0;
   }
 
   /** A connection from `address`: 0 when allowed, else the ms to wait. */

@@ -63,7 +63,7 @@ export class Gate {
       // Not a guess: the client did not know a password was needed.
       return { ok: false, retryMs: 0, reason: "this server needs a password" };
     }
-    return this.#check(address, given, this.#password, nowMs, "password");
+    return this.#check(`password ${address}`, given, this.#password, nowMs, "password");
   }
 
   /** Checks an operator token from `address`, with the same waits as passwords. */
@@ -71,28 +71,34 @@ export class Gate {
     if (this.#opToken === undefined) {
       return { ok: false, retryMs: 0, reason: "this server has no operators" };
     }
-    return this.#check(address, given, this.#opToken, nowMs, "operator token");
+    return this.#check(`token ${address}`, given, this.#opToken, nowMs, "operator token");
   }
 
-  #check(address: string, given: string, expected: string, nowMs: number, what: string): Verdict {
-    const failures = this.#failures.get(address);
+  /**
+   * Checks `given` against `expected` for one kind of secret from one
+   * address (`key` names both, so that knowing the password does not clear
+   * the wait for guessing the operator token).
+   */
+  #check(key: string, given: string, expected: string, nowMs: number, what: string): Verdict {
+    const address = key.slice(key.indexOf(" ") + 1);
+    const failures = this.#failures.get(key);
     if (failures && nowMs < failures.until) {
       return {
         ok: false,
         retryMs: Math.ceil(failures.until - nowMs),
-        reason: `too many wrong passwords or tokens from ${address}; wait ${
+        reason: `too many wrong ${what}s from ${address}; wait ${
           Math.ceil((failures.until - nowMs) / 1000)
         } s before trying again`,
       };
     }
     if (sameSecret(given, expected)) {
-      this.#failures.delete(address);
+      this.#failures.delete(key);
       return { ok: true };
     }
     const count = (failures?.count ?? 0) + 1;
     const wait = Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** (count - 1));
-    this.#failures.delete(address); // re-insert: the map stays in order of last failure
-    this.#failures.set(address, { count, until: nowMs + wait });
+    this.#failures.delete(key); // re-insert: the map stays in order of last failure
+    this.#failures.set(key, { count, until: nowMs + wait });
     if (this.#failures.size > MAX_ADDRESSES) {
       this.#failures.delete(this.#failures.keys().next().value!);
     }

@@ -28,23 +28,23 @@ export interface BanRecord {
  * const moderation = new Moderation();
  * moderation.ban({ key: "eve", name: "eve", address: "10.0.0.9", reason: "spam" });
  * moderation.bannedFor("mallory", "10.0.0.9", Date.now())?.name; // "eve": same address
- * moderation.mute("bob", Date.now() + 60_000);
- * moderation.mutedFor("bob", Date.now()) > 0; // true
+ * moderation.mute("bob", Date.now() + 60_000, "10.0.0.5");
+ * moderation.mutedFor("bob2", "10.0.0.5", Date.now()) > 0; // true: renamed, same address
  * ```
  */
 export class Moderation {
   /** The message of the day; `""` for none. */
   motd = "";
-  readonly #mutes = new Map<string, number>();
+  readonly #mutes = new Map<string, { until: number; address?: string }>();
   readonly #bans = new Map<string, BanRecord>();
 
   constructor(bans: BanRecord[] = []) {
     for (const ban of bans) this.#bans.set(ban.key, ban);
   }
 
-  /** Silences a name's key until `until`. */
-  mute(key: string, until: number): void {
-    this.#mutes.set(key, until);
+  /** Silences a name's key, and the address it is online from if known, until `until`. */
+  mute(key: string, until: number, address?: string): void {
+    this.#mutes.set(key, address === undefined ? { until } : { until, address });
   }
 
   /** Whether anyone is muted: a check cheaper than a name's key, for every message. */
@@ -52,13 +52,26 @@ export class Moderation {
     return this.#mutes.size > 0;
   }
 
-  /** How long a name's key is still muted, in ms; 0 if it is not. */
-  mutedFor(key: string, now: number): number {
-    const until = this.#mutes.get(key);
-    if (until === undefined) return 0;
-    if (until > now) return until - now;
-    this.#mutes.delete(key);
-    return 0;
+  /**
+   * How long a name's key, or its address, is still muted, in ms; 0 if
+   * neither is. The address keeps a mute through a rename or a reconnect
+   * under another name.
+   */
+  mutedFor(key: string, address: string, now: number): number {
+    let longest = 0;
+    for (const [muted, mute] of this.#mutes) {
+      if (mute.until <= now) {
+        this.#mutes.delete(muted);
+      } else if (muted === key || mute.address === address) {
+        longest = Math.max(longest, mute.until - now);
+      }
+    }
+    return longest;
+  }
+
+  /** Lifts a mute on a name's key; false if there was none. */
+  unmute(key: string): boolean {
+    return this.#mutes.delete(key);
   }
 
   /** Records a ban, replacing any earlier one on that name. */

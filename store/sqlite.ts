@@ -28,11 +28,12 @@ export interface StoredMessage {
   ref?: number;
 }
 
-/** A room's row: its name, topic, and the epoch its seqs count in. */
+/** A room's row: its name, topic, the epoch its seqs count in, and whether an operator pinned it. */
 export interface RoomRecord {
   name: string;
   topic: string;
   epoch: string;
+  pinned: boolean;
 }
 
 /** A room as loaded at start: its record, last seq and recent messages. */
@@ -90,7 +91,8 @@ const SCHEMA = `
     key TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     topic TEXT NOT NULL DEFAULT '',
-    epoch TEXT NOT NULL DEFAULT ''
+    epoch TEXT NOT NULL DEFAULT '',
+    pinned INTEGER NOT NULL DEFAULT 0
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS messages (
     room_key TEXT NOT NULL,
@@ -137,8 +139,8 @@ export class SqliteStore {
       "INSERT INTO messages (room_key, seq, id, ts, sender, text, ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     this.#upsertRoom = db.prepare(
-      "INSERT INTO rooms (key, name, topic, epoch) VALUES (?, ?, ?, ?) " +
-        "ON CONFLICT (key) DO UPDATE SET topic = excluded.topic",
+      "INSERT INTO rooms (key, name, topic, epoch, pinned) VALUES (?, ?, ?, ?, ?) " +
+        "ON CONFLICT (key) DO UPDATE SET topic = excluded.topic, pinned = excluded.pinned",
     );
   }
 
@@ -175,6 +177,9 @@ export class SqliteStore {
       if (!columns.some((c) => c.name === "epoch")) {
         db.exec("ALTER TABLE rooms ADD COLUMN epoch TEXT NOT NULL DEFAULT ''");
       }
+      if (!columns.some((c) => c.name === "pinned")) {
+        db.exec("ALTER TABLE rooms ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0");
+      }
       return new SqliteStore(db, path);
     } catch (error) {
       db?.close();
@@ -195,8 +200,8 @@ export class SqliteStore {
   }
 
   #load(retention: number): LoadedState {
-    const rooms = this.#db.prepare("SELECT key, name, topic, epoch FROM rooms ORDER BY key")
-      .all() as { key: string; name: string; topic: string; epoch: string }[];
+    const rooms = this.#db.prepare("SELECT key, name, topic, epoch, pinned FROM rooms ORDER BY key")
+      .all() as unknown as RoomRow[];
     const setEpoch = this.#db.prepare("UPDATE rooms SET epoch = ? WHERE key = ?");
     for (const room of rooms) {
       if (room.epoch === "") setEpoch.run(room.epoch = newEpoch(), room.key);
@@ -235,17 +240,12 @@ export class SqliteStore {
    * go of when it stood empty, and now made again.
    */
   loadRoom(name: string, retention: number): StoredRoom | undefined {
-    const room = this.#db.prepare("SELECT key, name, topic, epoch FROM rooms WHERE key = ?")
-      .get(roomKey(name)) as
-        | { key: string; name: string; topic: string; epoch: string }
-        | undefined;
+    const room = this.#db.prepare("SELECT key, name, topic, epoch, pinned FROM rooms WHERE key = ?")
+      .get(roomKey(name)) as unknown as RoomRow | undefined;
     return room === undefined || room.epoch === "" ? undefined : this.#withRecent(room, retention);
   }
 
-  #withRecent(
-    room: { key: string; name: string; topic: string; epoch: string },
-    retention: number,
-  ): StoredRoom {
+  #withRecent(room: RoomRow, retention: number): StoredRoom {
     const rows = this.#db.prepare(
       "SELECT seq, id, ts, sender, text, ref FROM messages WHERE room_key = ? " +
         "ORDER BY seq DESC LIMIT ?",
@@ -254,6 +254,7 @@ export class SqliteStore {
       name: room.name,
       topic: room.topic,
       epoch: room.epoch,
+      pinned: room.pinned === 1,
       lastSeq: rows.at(-1)?.seq ?? 0,
       recent: rows.map((row) => fromRow(room.name, row)),
     };
@@ -281,7 +282,13 @@ export class SqliteStore {
     this.#db.exec("BEGIN");
     try {
       for (const room of rooms) {
-        this.#upsertRoom.run(roomKey(room.name), room.name, room.topic, room.epoch);
+        this.#upsertRoom.run(
+          roomKey(room.name),
+          room.name,
+          room.topic,
+          room.epoch,
+          room.pinned ? 1 : 0,
+        );
       }
       for (const m of messages) {
         this.#insertMessage.run(roomKey(m.room), m.seq, m.id, m.ts, m.from, m.text, m.ref ?? null);
@@ -296,6 +303,14 @@ export class SqliteStore {
   close(): void {
     this.#db.close();
   }
+}
+
+interface RoomRow {
+  key: string;
+  name: string;
+  topic: string;
+  epoch: string;
+  pinned: number;
 }
 
 interface Row {

@@ -21,6 +21,8 @@ function attacker(port: number): Promise<{ socket: net.Socket; received: () => s
   });
 }
 
+const FAST = { rate: 100_000, burst: 100_000, rateBytes: 1024 ** 3 };
+
 /** Ada and bob, on 127.0.0.1, can still exchange a message. */
 async function stillChatting(ada: TestClient, bob: TestClient, text: string): Promise<void> {
   await ada.send({ type: "msg", text });
@@ -424,5 +426,171 @@ Deno.test("a flood from one address reaches the room only at the allowed rate; h
     assert.ok(spam.length <= allowed, `${spam.length} spam messages in ${seconds.toFixed(1)} s`);
     assert.ok(spam.length < 16 * 2000 / 4, "most of the flood was refused");
     for (const a of floods) a.socket.destroy();
+  });
+});
+
+Deno.test("rooms nobody is in cannot keep others from making one; an operator's topic keeps a room", async () => {
+  await withServer({ maxRooms: 4, opToken: "t" }, async (server, clients) => {
+    const op = await TestClient.join(server, "teacher", { op: "t" });
+    const squatter = await TestClient.join(server, "squatter");
+    clients.push(op, squatter);
+    await op.send({ type: "join", room: "pinned" });
+    await op.send({ type: "topic", text: "the instructor's room" });
+    await op.frames.waitFor((f) => f.type === "event" && f.event === "topic", "topic");
+    for (const room of ["a", "b"]) {
+      await squatter.send({ type: "join", room });
+      await squatter.frames.waitFor((f) => f.type === "room" && f.room === room, `in ${room}`);
+      await squatter.send({ type: "topic", text: "mine now" });
+      await squatter.send({ type: "msg", text: "squatting" });
+      await squatter.frames.waitFor((f) => f.type === "msg" && f.room === room, "said");
+    }
+    await op.send({ type: "join", room: "lobby" });
+    await squatter.send({ type: "join", room: "lobby" });
+    await squatter.frames.waitFor((f) => f.type === "room" && f.room === "lobby", "left them");
+    // lobby, pinned, a, b: full. A newcomer's room pushes out the empty room left longest ago.
+    const honest = await TestClient.join(server, "honest", { room: "team1" });
+    clients.push(honest);
+    await op.send({ type: "rooms" });
+    const list = await op.frames.waitFor((f) => f.type === "rooms", "rooms");
+    assert.deepEqual(list.type === "rooms" && list.rooms.map((r) => r.name), [
+      "b",
+      "lobby",
+      "pinned",
+      "team1",
+    ]);
+  });
+});
+
+Deno.test("a reader that never reads is cut off, even owing little; it cannot pile up replays", async () => {
+  const big = { ...FAST, roomHistoryBytes: 64 * 1024 * 1024, historyBytes: 64 * 1024 * 1024 };
+  await withServer(
+    { ...big, stallTimeoutMs: 500, livenessCheckMs: 50 },
+    async (server, clients) => {
+      const writer = await TestClient.join(server, "writer", { room: "busy" });
+      clients.push(writer);
+      // 15 MB of history: more than the kernel's socket buffers hold.
+      for (let i = 1; i <= 1000; i++) {
+        await writer.send({ type: "msg", text: `${i} ${"x".repeat(15_000)}` });
+        if (i % 50 === 0) await writer.waitForMessages(i);
+      }
+      // A hello asking for all of it and, in the same breath, a move to a quiet room.
+      const hopper = await TestClient.connect(server);
+      clients.push(hopper);
+      await hopper.sendRaw(
+        '{"type":"hello","version":1,"name":"hopper","room":"busy","history":1000}\n' +
+          '{"type":"join","room":"quiet","ref":1}\n',
+      );
+      const refused = await hopper.frames.waitFor((f) => f.type === "error", "the join refused");
+      assert.match(
+        refused.type === "error" ? refused.message : "",
+        /still sending you the earlier/,
+      );
+      await hopper.waitForMessages(1000);
+
+      // The same, by a client that never reads a byte: it is cut off after the stall timeout.
+      const stuck = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      await stuck.write(
+        new TextEncoder().encode(
+          '{"type":"hello","version":1,"name":"stuck","room":"busy","history":1000}\n',
+        ),
+      );
+      const left = await writer.waitForEvent("leave", "stuck");
+      assert.equal(left.type === "event" && left.reason, "slow_consumer");
+      stuck.close();
+    },
+  );
+});
+
+Deno.test("a mute holds through a rename and a reconnect from the same address", async () => {
+  await withServer({ opToken: "t", maxPerAddress: 16 }, async (server, clients) => {
+    const op = await TestClient.join(server, "teacher", { op: "t" });
+    clients.push(op);
+    const eve = await attacker(server.addr.port);
+    eve.socket.write('{"type":"hello","version":1,"name":"eve"}\n');
+    await op.waitForEvent("join", "eve");
+    await op.send({ type: "mute", name: "eve", minutes: 5 });
+    await op.frames.waitFor((f) => f.type === "event" && f.event === "mute", "mute");
+    eve.socket.write('{"type":"nick","name":"eve2"}\n{"type":"msg","text":"renamed","ref":1}\n');
+    const again = await attacker(server.addr.port);
+    again.socket.write('{"type":"hello","version":1,"name":"mallory"}\n');
+    again.socket.write('{"type":"msg","text":"new name","ref":2}\n');
+    await deadline(
+      (async () => {
+        while (
+          !(eve.received().includes('"code":"muted"') &&
+            again.received().includes('"code":"muted"'))
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })(),
+      5000,
+      "both refused as muted",
+    );
+    assert.ok(!op.frames.received.some((f) => f.type === "msg" && f.from !== "teacher"));
+    eve.socket.destroy();
+    again.socket.destroy();
+  });
+});
+
+Deno.test("knowing the password does not reset the wait for guessing the operator token", async () => {
+  await withServer({ password: "pw", opToken: "secret-token" }, async (server, clients) => {
+    const answers: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const client = await TestClient.connect(server);
+      clients.push(client);
+      await client.send({ type: "hello", version: 1, password: "pw", op: `guess${i}` });
+      const error = await client.frames.waitFor((f) => f.type === "error", "refusal of the token");
+      answers.push(error.type === "error" ? error.message : "");
+    }
+    assert.match(answers[0], /wrong operator token; the next try .* in 1 s/);
+    assert.match(answers[1], /too many wrong operator tokens/);
+    assert.match(answers[2], /too many wrong operator tokens/);
+  });
+});
+
+Deno.test("an IPv4 client of a server on :: counts as its IPv4 address", async () => {
+  await withServer({ hostname: "::", maxPerAddress: 2 }, async (server, clients) => {
+    const open = [];
+    for (let i = 0; i < 3; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      const client = TestClient.fromConn(conn);
+      clients.push(client);
+      open.push(client);
+    }
+    const third = await open[2].frames.waitFor((f) => f.type === "error", "refusal");
+    assert.match(third.type === "error" ? third.message : "", /^127\.0\.0\.1 already has 2/);
+  });
+});
+
+Deno.test("one address's connections together cannot bury the room in a burst", async () => {
+  await withServer({ maxPerAddress: 16 }, async (server, clients) => {
+    const reader = await TestClient.join(server, "reader");
+    clients.push(reader);
+    const senders = [];
+    const line = `{"type":"msg","text":"${"z".repeat(15_000)}"}\n`;
+    for (let i = 0; i < 16; i++) {
+      const a = await attacker(server.addr.port);
+      a.socket.write(`{"type":"hello","version":1,"name":"b${i}"}\n${line.repeat(4)}`);
+      senders.push(a);
+    }
+    await reader.send({ type: "ping", data: "sync" });
+    await reader.frames.waitFor((f) => f.type === "pong", "pong");
+    await deadline(
+      (async () => {
+        while (
+          senders.some((s) =>
+            (s.received().match(/"code":"rate_limited"|"type":"msg"/g) ?? []).length < 4
+          )
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })(),
+      10_000,
+      "every line answered",
+    );
+    const relayed = reader.frames.received.filter((f) => f.type === "msg").length;
+    // Four longest lines at once for the whole address, and a quarter second's worth on top.
+    assert.ok(relayed <= 6, `${relayed} of 64 big lines relayed at once`);
+    for (const s of senders) s.socket.destroy();
   });
 });

@@ -373,11 +373,14 @@ Deno.test("property: cleanText is idempotent, leaves no bidi control, and keeps 
       const clean = cleanText(text);
       assert.equal(cleanText(clean), clean);
       assert.ok(!BIDI.test(clean), `bidi control left in ${JSON.stringify(clean)}`);
-      // Only default-ignorable characters are taken out; everything else stays, in order.
+      // Only default-ignorable characters are taken out, and a lone surrogate becomes U+FFFD;
+      // everything else stays, in order.
       const visible = (s: string) =>
-        s.replace(/[\p{Default_Ignorable_Code_Point}\uFFF9-\uFFFB]/gu, "");
+        s.toWellFormed().replace(/[\p{Default_Ignorable_Code_Point}\uFFF9-\uFFFB]/gu, "");
       assert.equal(visible(clean), visible(text));
-      if (!/[\p{Default_Ignorable_Code_Point}\uFFF9-\uFFFB]/u.test(text)) assert.equal(clean, text);
+      const untouched = text.isWellFormed() &&
+        !/[\p{Default_Ignorable_Code_Point}\uFFF9-\uFFFB]/u.test(text);
+      if (untouched) assert.equal(clean, text);
     }),
     3000,
   );
@@ -400,4 +403,28 @@ Deno.test("property: escapeJsonLine keeps the value and leaves no raw control on
     }),
     2000,
   );
+});
+
+Deno.test("names: marks that only decorate, and rare letters, are refused; accents count as the bare letter", () => {
+  for (
+    const name of [
+      "admin\u0358",
+      "server\u302a",
+      "teacher\u0358",
+      "\ua7d9am",
+      "\u0251da",
+      "a\u0301\u0358b",
+    ]
+  ) {
+    assert.equal(checkName(name, 32).ok, false, JSON.stringify(name));
+  }
+  assert.equal(checkName("moderator\u0331", 32).ok, false, "ṟ looks like r: reserved");
+  assert.equal(nameKey("José"), nameKey("Jose"));
+  assert.equal(
+    nameKey("\u0645\u064f\u062d\u064e\u0645\u0651\u064e\u062f"),
+    nameKey("\u0645\u062d\u0645\u062f"),
+  );
+  for (const name of ["José", "Nguyễn", "Đặng", "ångström", "दीपक", "محمد"]) {
+    assert.equal(checkName(name, 32).ok, true, name);
+  }
 });

@@ -75,12 +75,23 @@ function fold(text: string): string {
   return text.normalize("NFKC").toUpperCase().toLowerCase().normalize("NFKC");
 }
 
+/**
+ * Without the marks of no script of their own (accents, dots, tones,
+ * Arabic vowel signs): `ṟ` and `r`, `é` and `e` are one letter for telling
+ * names apart, as they are to a reader's eye at a glance.
+ */
+function bare(text: string): string {
+  return text.normalize("NFD").replace(INHERITED_MARKS, "").normalize("NFC");
+}
+const INHERITED_MARKS = /\p{Script=Inherited}/gu;
+
 /** More rounds than any string has needed; see {@linkcode nameKey}. */
 const MAX_KEY_ROUNDS = 8;
 
 /**
  * The key under which names of people and rooms are unique: the name's
- * NFKC form, case-folded, then its TR39 skeleton ({@linkcode skeleton}),
+ * NFKC form, case-folded, stripped of marks of no script of their own
+ * (`é` counts as `e`), then its TR39 skeleton ({@linkcode skeleton}),
  * folded and skeletonised again until nothing changes. So `ada`, `ADA`,
  * `ａｄａ`, `𝐚𝐝𝐚` and `аda` (Cyrillic `а`) share a key, `tеacher` (Cyrillic
  * `е`) has the key of `teacher`, and `r00t` that of `root`. The key is for
@@ -105,9 +116,9 @@ const MAX_KEY_ROUNDS = 8;
  * ```
  */
 export function nameKey(name: string): string {
-  let key = skeleton(fold(name));
+  let key = skeleton(bare(fold(name)));
   for (let round = 1; round < MAX_KEY_ROUNDS; round++) {
-    const next = skeleton(fold(key));
+    const next = skeleton(bare(fold(key)));
     if (next === key) break;
     key = next;
   }
@@ -348,6 +359,25 @@ function hiddenCharacter(text: string, wanted: string): string | undefined {
  * assert.equal(checkName("ada\u034f", 32).ok, false);
  * ```
  */
+/**
+ * A combining mark of no script of its own on a Latin, Greek, Cyrillic or
+ * common character: left after NFKC (which folds the marks real names in
+ * those scripts use into their letters), it only decorates.
+ */
+const GENERIC_MARK =
+  /(?<=[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Script=Common}]\p{M}*)\p{Script=Inherited}/u;
+/**
+ * Latin, Greek and Cyrillic letters outside the blocks people's names use
+ * (Basic Latin to Latin Extended-B, Latin Extended Additional, Greek and
+ * Coptic, Greek Extended, Cyrillic and its Supplement).
+ */
+const RARE_LETTER =
+  /(?=[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}])[^A-\u024F\u1E00-\u1EFF\u0370-\u03FF\u1F00-\u1FFF\u0400-\u052F]/u;
+
+function hex(char: string): string {
+  return char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+}
+
 export function checkName(
   wanted: string,
   maxLength: number,
@@ -371,6 +401,17 @@ export function checkName(
     return refuse(
       `${shown(wanted)} contains ${what}; a name is letters, digits and - _ . only`,
     );
+  }
+  const mark = name.match(GENERIC_MARK)?.[0];
+  if (mark !== undefined) {
+    // What NFKC did not fold into a letter is a mark that can hide on any letter (a dot, a tone).
+    return refuse(`${shown(wanted)} has a combining mark (U+${hex(mark)}) no letter of it needs`);
+  }
+  const rare = name.match(RARE_LETTER)?.[0];
+  if (rare !== undefined) {
+    // Newer and rarer Latin, Greek and Cyrillic letters are where lookalikes hide that
+    // Unicode's confusables data (13.0) does not list yet.
+    return refuse(`${shown(wanted)} has a rarely used letter (U+${hex(rare)}); spell it plainly`);
   }
   if (!NAME_START.test(name)) return refuse("a name must start with a letter or digit");
   if (!NAME_END.test(name)) return refuse("a name must end with a letter or digit");
