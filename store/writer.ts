@@ -38,7 +38,7 @@ type Request = WorkerRequest extends infer R ? R extends unknown ? Omit<R, "n"> 
  * import { StoreWriter } from "./writer.ts";
  * const { writer, loaded } = StoreWriter.open("chat.db", { retention: 1000 });
  * console.log(`${loaded.rooms.length} rooms`);
- * await writer.write([], [{ name: "lobby", topic: "", epoch: "3f2a9c01" }]);
+ * await writer.write([], [{ name: "lobby", topic: "", epoch: "3f2a9c01", pinned: false }]);
  * await writer.close();
  * ```
  */
