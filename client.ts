@@ -443,7 +443,7 @@ function connectFailure(error: unknown, where: string, tls: boolean): string {
       "with --ca FILE; if it does not speak TLS, leave out --tls.";
   }
   if (error instanceof Deno.errors.ConnectionRefused) {
-    return `${prefix}: connection refused. Is "chat serve" running there, on that port?`;
+    return `${prefix}: connection refused (is "chat serve" running there, on that port?)`;
   }
   if (error instanceof Deno.errors.TimedOut) {
     return `${prefix}: no answer in ${HANDSHAKE_TIMEOUT_MS / 1000} s. ` +
