@@ -47,6 +47,7 @@ import {
 } from "./protocol.ts";
 import { renderFrame, type RenderOptions } from "./render.ts";
 import { escapeJsonLine } from "./text/names.ts";
+import { TIMED_OUT, within } from "./timeout.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** Options of `chat join`. */
@@ -277,25 +278,21 @@ class Link {
     tls?: { caCerts?: string[] },
   ): Promise<Link> {
     const where = formatAddress(hostname, port);
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let conn: Deno.Conn<Deno.NetAddr> | undefined;
     try {
-      conn = await Promise.race([
-        tls
-          ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
-          : Deno.connect({ hostname, port }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Deno.errors.TimedOut()), HANDSHAKE_TIMEOUT_MS);
-        }),
-      ]);
+      const connecting: Promise<Deno.Conn<Deno.NetAddr>> = tls
+        ? Deno.connectTls({ hostname, port, caCerts: tls.caCerts })
+        : Deno.connect({ hostname, port });
+      const connected = await within(connecting, HANDSHAKE_TIMEOUT_MS);
+      if (connected === TIMED_OUT) {
+        connecting.then((late) => late.close(), () => {});
+        throw new Deno.errors.TimedOut();
+      }
+      conn = connected;
       if (tls) {
         // Check the certificate now, so that a bad one is reported as such.
-        await Promise.race([
-          (conn as Deno.TlsConn).handshake(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Deno.errors.TimedOut()), HANDSHAKE_TIMEOUT_MS);
-          }),
-        ]);
+        const shaken = await within((conn as Deno.TlsConn).handshake(), HANDSHAKE_TIMEOUT_MS);
+        if (shaken === TIMED_OUT) throw new Deno.errors.TimedOut();
       } else {
         (conn as Deno.TcpConn).setNoDelay(true);
       }
@@ -307,8 +304,6 @@ class Link {
         // Never opened.
       }
       throw new Failure(connectFailure(error, where, tls !== undefined), ExitCode.unavailable);
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -327,20 +322,14 @@ class Link {
   /** Says hello and waits for the welcome; throws a {@linkcode Failure}. */
   async hello(hello: Omit<Extract<ClientFrame, { type: "hello" }>, "type">): Promise<WelcomeFrame> {
     this.send({ type: "hello", ...hello });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const frame = await Promise.race([
-      this.next(),
-      new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), HANDSHAKE_TIMEOUT_MS);
-      }),
-    ]).finally(() => clearTimeout(timer));
-    if ((frame === "timeout" || frame === undefined) && this.#skipped !== undefined) {
+    const frame = await within(this.next(), HANDSHAKE_TIMEOUT_MS);
+    if ((frame === TIMED_OUT || frame === undefined) && this.#skipped !== undefined) {
       throw new Failure(
         `${this.#where} answered "${this.#skipped}" instead of a welcome: is it a chat server?`,
         ExitCode.protocol,
       );
     }
-    if (frame === "timeout") {
+    if (frame === TIMED_OUT) {
       throw new Failure(
         `${this.#where} did not answer the greeting: is it a chat server?`,
         ExitCode.protocol,
@@ -832,12 +821,7 @@ class Client {
         `! ${reason}; reconnecting in ${(delay / 1000).toFixed(1)} s ` +
           `(attempt ${attempt + 1}; Ctrl-C to stop)`,
       );
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise((resolve) => timer = setTimeout(resolve, delay)),
-        this.#leaveAsked.promise,
-      ]);
-      clearTimeout(timer);
+      await within(this.#leaveAsked.promise, delay); // the delay, unless the user leaves first
       if (this.#leaving !== undefined) return undefined;
       try {
         await this.#connect();

@@ -24,6 +24,7 @@ import { AddressLimits } from "./server/address_limits.ts";
 import { addressKey } from "./server/address_key.ts";
 import { TlsServerConn } from "./server/tls_conn.ts";
 import tls from "node:tls";
+import { within } from "./timeout.ts";
 
 /** Everything `chat serve` can be told; every field has a default. */
 export interface ServeOptions {
@@ -325,16 +326,11 @@ export function serve(options: ServeOptions = {}): ChatServer {
 
 /** Tells a connection why it is turned away, briefly, then closes it. */
 async function refuse(conn: Connection, notice: ErrorFrame): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
-      conn.write(encodeFrame(notice)),
-      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
-    ]);
+    await within(conn.write(encodeFrame(notice)), 1000);
   } catch {
     // Gone already.
   } finally {
-    clearTimeout(timer);
     conn.close();
   }
 }

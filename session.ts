@@ -49,6 +49,7 @@ import {
 import { count, renderFrame } from "./render.ts";
 import { cleanText } from "./text/names.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { within } from "./timeout.ts";
 import type { Gate } from "./server/auth.ts";
 import type { AddressLimits } from "./server/address_limits.ts";
 import { addressKey } from "./server/address_key.ts";
@@ -286,12 +287,7 @@ export class Session implements Member {
       `disconnect ${this.remote}${this.#joined ? ` ${this.name}` : ""}: ${reason}`,
     );
     if (notice) this.#queue.pushLast(this.#encode(notice), { dropQueued });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#queue.drained(),
-      new Promise<void>((resolve) => timer = setTimeout(resolve, this.#ctx.closeGraceMs)),
-    ]);
-    clearTimeout(timer);
+    await within(this.#queue.drained(), this.#ctx.closeGraceMs);
     try {
       this.#conn.close();
     } catch {

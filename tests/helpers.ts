@@ -8,6 +8,7 @@
  */
 
 import { type ChatServer, serve, type ServeOptions } from "../server.ts";
+import { TIMED_OUT, within } from "../timeout.ts";
 import {
   type ClientFrame,
   encodeFrame,
@@ -53,17 +54,9 @@ const DEFAULT_WAIT_MS = 10_000;
 
 /** Resolves with `promise`, or rejects after `ms` with `what` in the message. */
 export async function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const result = await within(promise, ms);
+  if (result === TIMED_OUT) throw new Error(`timed out after ${ms} ms: ${what}`);
+  return result;
 }
 
 /** Reads lines from a socket into a list, and lets a test wait for one. */

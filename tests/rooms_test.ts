@@ -41,9 +41,15 @@ Deno.test("rooms isolate messages, notices and who; /rooms lists them with topic
     await ada.waitForEvent("join", "cy");
 
     assert.deepEqual(texts(ada.frames.received), ["lobby:ada:lobby only"]);
+    // Someone entering the lobby now is announced there, and not in team2.
+    const dee = await TestClient.join(server, "dee");
+    clients.push(dee);
+    await ada.waitForEvent("join", "dee");
+    await bob.send({ type: "ping", data: "sync" });
+    await bob.frames.waitFor((f) => f.type === "pong", "pong"); // bob has had the time to see it
     assert.ok(
       !bob.frames.received.some((f) =>
-        f.type === "event" && f.event === "join" && f.name === "ada"
+        f.type === "event" && f.event === "join" && f.name === "dee"
       ),
     );
     assert.ok(!texts(bob.frames.received).includes("lobby:ada:lobby only"));
