@@ -509,7 +509,9 @@ class Outbox {
   /** Queues a message, or a direct one with `to` (split if too long for a frame). */
   add(text: string, to?: string): void {
     if (this.pending === 0) this.#idle = Promise.withResolvers<void>();
-    for (const piece of splitText(text, this.#maxFrameBytes - (to?.length ?? 0) - 16)) {
+    // A dm frame carries "to" besides the text: leave room for it, counted in bytes as sent.
+    const toBytes = to === undefined ? 0 : new TextEncoder().encode(JSON.stringify(to)).length + 8;
+    for (const piece of splitText(text, this.#maxFrameBytes - toBytes)) {
       this.#queue.push({ to, text: piece });
     }
     this.#pump();
