@@ -135,6 +135,11 @@ export interface HubOptions {
   onRemove?: (member: Member, notice: ErrorFrame, reason: string) => void;
   /** Bans in force at start (from the database). */
   bans?: BanRecord[];
+  /**
+   * How long a room left empty is kept even when a new one needs its place:
+   * long enough for whoever just dropped to come back to it. Default 0.
+   */
+  keepEmptyRoomMs?: number;
   /** Where moderation is logged. */
   log?: (line: string) => void;
 }
@@ -437,13 +442,16 @@ export class Hub {
 
   /**
    * Room for one more when `maxRooms` are there: the empty, unpinned room
-   * left longest ago goes, so that rooms nobody is in cannot keep others
-   * from making one. False when every room is in use or pinned.
+   * left longest ago (and longer ago than `keepEmptyRoomMs`) goes, so that
+   * rooms nobody is in cannot keep others from making one. False when
+   * every room is in use, pinned or only just left.
    */
   #makeRoomForOne(): boolean {
     let oldest: Room | undefined;
+    const leftBefore = performance.now() - (this.#options.keepEmptyRoomMs ?? 0);
     for (const room of this.#rooms.values()) {
       if (room.members.size > 0 || !room.disposable) continue;
+      if (room.emptySince === undefined || room.emptySince > leftBefore) continue;
       if (oldest === undefined || (room.emptySince ?? 0) < (oldest.emptySince ?? 0)) oldest = room;
     }
     if (oldest) this.#dispose(oldest);
@@ -493,7 +501,7 @@ export class Hub {
     const key = nameKey(name);
     const target = this.#names.get(key);
     const address = target?.address ?? this.#held.get(key)?.address;
-    this.moderation.mute(key, Date.now() + minutes * 60_000, address);
+    this.moderation.mute(key, target?.name ?? name, Date.now() + minutes * 60_000, address);
     this.#moderated(by, target?.name ?? name, target?.room, { event: "mute", minutes });
   }
 
@@ -536,15 +544,24 @@ export class Hub {
     }
   }
 
-  /** An operator lifts a ban and a mute; false when there was neither. */
-  unban(by: Member, name: string): boolean {
+  /**
+   * An operator lifts a ban and a mute on a name. When there was neither,
+   * says which name's mute or ban covers it through its address, if any.
+   */
+  unban(by: Member, name: string): { lifted: true } | { lifted: false; coveredBy?: string } {
     const key = nameKey(name);
     const muted = this.moderation.unmute(key);
     const ban = this.moderation.unban(key);
-    if (!ban && !muted) return false;
+    if (!ban && !muted) {
+      const address = this.#names.get(key)?.address ?? this.#held.get(key)?.address;
+      if (address === undefined) return { lifted: false };
+      const coveredBy = this.moderation.mutedBy(key, address, Date.now()) ??
+        this.moderation.bannedFor(key, address, Date.now())?.name;
+      return coveredBy === undefined ? { lifted: false } : { lifted: false, coveredBy };
+    }
     if (ban) this.#journal?.removeBan(key);
     this.#moderated(by, ban?.name ?? name, this.#names.get(key)?.room, { event: "unban" });
-    return true;
+    return { lifted: true };
   }
 
   /** An operator sets the message of the day, shown in every welcome. */

@@ -163,6 +163,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
       journal: opened?.writer,
       loaded: opened?.loaded,
       bans: opened?.loaded.bans,
+      keepEmptyRoomMs: config.nameGraceMs,
       log,
       onRemove: (member, notice, reason) =>
         (member as Session).close(reason, { notice, release: true, announce: false }),

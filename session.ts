@@ -815,11 +815,15 @@ export class Session implements Member {
           frame.minutes === undefined ? undefined : Math.max(1, frame.minutes),
           cleanText(frame.reason ?? "").trim(),
         );
-      case "unban":
-        if (!hub.unban(this, frame.name)) {
-          this.#error("no_such_user", `"${frame.name}" is neither banned nor muted`, ref);
-        }
-        return;
+      case "unban": {
+        const result = hub.unban(this, frame.name);
+        if (result.lifted) return;
+        const why = result.coveredBy === undefined
+          ? `"${frame.name}" is neither banned nor muted`
+          : `"${frame.name}" shares an address with "${result.coveredBy}", who is muted or ` +
+            `banned; /unban ${result.coveredBy} lifts it for both`;
+        return this.#error("no_such_user", why, ref);
+      }
       case "motd": {
         const text = cleanText(frame.text).trim();
         if ([...text].length > MAX_TOPIC_LENGTH) {

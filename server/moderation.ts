@@ -28,23 +28,34 @@ export interface BanRecord {
  * const moderation = new Moderation();
  * moderation.ban({ key: "eve", name: "eve", address: "10.0.0.9", reason: "spam" });
  * moderation.bannedFor("mallory", "10.0.0.9", Date.now())?.name; // "eve": same address
- * moderation.mute("bob", Date.now() + 60_000, "10.0.0.5");
+ * moderation.mute("bob", "bob", Date.now() + 60_000, "10.0.0.5");
  * moderation.mutedFor("bob2", "10.0.0.5", Date.now()) > 0; // true: renamed, same address
  * ```
  */
 export class Moderation {
   /** The message of the day; `""` for none. */
   motd = "";
-  readonly #mutes = new Map<string, { until: number; address?: string }>();
+  readonly #mutes = new Map<string, { name: string; until: number; address?: string }>();
   readonly #bans = new Map<string, BanRecord>();
 
   constructor(bans: BanRecord[] = []) {
     for (const ban of bans) this.#bans.set(ban.key, ban);
   }
 
-  /** Silences a name's key, and the address it is online from if known, until `until`. */
-  mute(key: string, until: number, address?: string): void {
-    this.#mutes.set(key, address === undefined ? { until } : { until, address });
+  /**
+   * Silences a name (by its key), and the address it is online from if
+   * known, until `until`: everyone on that address, as with a ban.
+   */
+  mute(key: string, name: string, until: number, address?: string): void {
+    this.#mutes.set(key, address === undefined ? { name, until } : { name, until, address });
+  }
+
+  /** The name of the mute that silences this key or address, if one does. */
+  mutedBy(key: string, address: string, now: number): string | undefined {
+    for (const [muted, mute] of this.#mutes) {
+      if (mute.until > now && (muted === key || mute.address === address)) return mute.name;
+    }
+    return undefined;
   }
 
   /** Whether anyone is muted: a check cheaper than a name's key, for every message. */

@@ -430,7 +430,8 @@ Deno.test("a flood from one address reaches the room only at the allowed rate; h
 });
 
 Deno.test("rooms nobody is in cannot keep others from making one; an operator's topic keeps a room", async () => {
-  await withServer({ maxRooms: 4, opToken: "t" }, async (server, clients) => {
+  // Without a grace period, a room left empty may give way at once.
+  await withServer({ maxRooms: 4, opToken: "t", nameGraceMs: 0 }, async (server, clients) => {
     const op = await TestClient.join(server, "teacher", { op: "t" });
     const squatter = await TestClient.join(server, "squatter");
     clients.push(op, squatter);
@@ -592,5 +593,40 @@ Deno.test("one address's connections together cannot bury the room in a burst", 
     // Four longest lines at once for the whole address, and a quarter second's worth on top.
     assert.ok(relayed <= 6, `${relayed} of 64 big lines relayed at once`);
     for (const s of senders) s.socket.destroy();
+  });
+});
+
+Deno.test("a mute covers the address; /unban of a classmate there says whose mute it is", async () => {
+  await withServer({ opToken: "t", maxPerAddress: 16 }, async (server, clients) => {
+    const teacher = await TestClient.join(server, "teacher", { op: "t" });
+    clients.push(teacher);
+    const eve = await attacker(server.addr.port);
+    eve.socket.write('{"type":"hello","version":1,"name":"eve"}\n');
+    const kim = await attacker(server.addr.port);
+    kim.socket.write('{"type":"hello","version":1,"name":"kim"}\n');
+    await teacher.waitForEvent("join", "kim");
+    await teacher.send({ type: "mute", name: "eve" });
+    await teacher.frames.waitFor((f) => f.type === "event" && f.event === "mute", "mute");
+    await teacher.send({ type: "unban", name: "kim", ref: 1 });
+    const answer = await teacher.frames.waitFor((f) => f.type === "error" && f.ref === 1, "answer");
+    assert.match(
+      answer.type === "error" ? answer.message : "",
+      /shares an address with "eve".*\/unban eve/,
+    );
+    eve.socket.destroy();
+    kim.socket.destroy();
+  });
+});
+
+Deno.test("a room left empty a moment ago is not given away while its people may come back", async () => {
+  await withServer({ maxRooms: 2, nameGraceMs: 60_000 }, async (server, clients) => {
+    const bob = await TestClient.join(server, "bob", { room: "team2" });
+    await bob.send({ type: "msg", text: "ours" });
+    await bob.waitForMessages(1);
+    await bob.close(); // a Wi-Fi blink
+    const other = await TestClient.connect(server);
+    clients.push(other);
+    await other.send({ type: "hello", version: 1, name: "other", room: "team3" });
+    await other.waitForError("too_many_rooms");
   });
 });

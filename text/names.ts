@@ -81,17 +81,22 @@ function fold(text: string): string {
  * names apart, as they are to a reader's eye at a glance.
  */
 function bare(text: string): string {
-  return text.normalize("NFD").replace(INHERITED_MARKS, "").normalize("NFC");
+  return text.normalize("NFD").replace(SMALL_DIACRITICS, "").normalize("NFC");
 }
-const INHERITED_MARKS = /\p{Script=Inherited}/gu;
+/**
+ * The marks on Latin, Greek and Cyrillic letters: accents, dots and hooks
+ * an eye easily misses. Marks that make a different letter elsewhere (the
+ * Japanese voicing marks, vowel signs of Indic scripts) are kept.
+ */
+const SMALL_DIACRITICS = /(?<=[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}]\p{M}*)\p{M}/gu;
 
 /** More rounds than any string has needed; see {@linkcode nameKey}. */
 const MAX_KEY_ROUNDS = 8;
 
 /**
  * The key under which names of people and rooms are unique: the name's
- * NFKC form, case-folded, stripped of marks of no script of their own
- * (`é` counts as `e`), then its TR39 skeleton ({@linkcode skeleton}),
+ * NFKC form, case-folded, without the accents of Latin, Greek and
+ * Cyrillic letters (`é` counts as `e`), then its TR39 skeleton ({@linkcode skeleton}),
  * folded and skeletonised again until nothing changes. So `ada`, `ADA`,
  * `ａｄａ`, `𝐚𝐝𝐚` and `аda` (Cyrillic `а`) share a key, `tеacher` (Cyrillic
  * `е`) has the key of `teacher`, and `r00t` that of `root`. The key is for
@@ -360,12 +365,12 @@ function hiddenCharacter(text: string, wanted: string): string | undefined {
  * ```
  */
 /**
- * A combining mark of no script of its own on a Latin, Greek, Cyrillic or
- * common character: left after NFKC (which folds the marks real names in
- * those scripts use into their letters), it only decorates.
+ * Any mark on a Latin, Greek, Cyrillic or common character: left after
+ * NFKC (which folds the marks real names in those scripts use into their
+ * letters), it only decorates, whatever script it is said to belong to.
  */
 const GENERIC_MARK =
-  /(?<=[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Script=Common}]\p{M}*)\p{Script=Inherited}/u;
+  /(?<=[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Script=Common}]\p{M}*)\p{M}/u;
 /**
  * Latin, Greek and Cyrillic letters outside the blocks people's names use
  * (Basic Latin to Latin Extended-B, Latin Extended Additional, Greek and
