@@ -1,0 +1,130 @@
+/**
+ * Where `chat join` shows what happens: a terminal with a line editor, or
+ * plain lines (text, or JSON with `--json`) for pipes and scripts.
+ *
+ * @module
+ */
+
+import * as readline from "node:readline";
+import process from "node:process";
+import { styleText } from "node:util";
+import type { ServerFrame } from "../protocol.ts";
+import { renderFrame, type RenderOptions } from "../render.ts";
+import { escapeJsonLine } from "../text/names.ts";
+
+/** Where frames and status lines are shown. */
+export interface Ui {
+  show(frame: ServerFrame): void;
+  /** Marks where replayed messages end and the live ones begin. */
+  endOfHistory(): void;
+  /** A line of the client's own (status, help). */
+  say(line: string): void;
+  setPrompt(name: string, room: string): void;
+  close(): void;
+}
+
+/**
+ * Output for pipes and scripts: text lines, or JSON lines with --json.
+ *
+ * @example
+ * ```ts
+ * import { StreamUi } from "./ui.ts";
+ * new StreamUi(true).show({ type: "pong" }); // pongs are not shown
+ * ```
+ */
+export class StreamUi implements Ui {
+  constructor(readonly json: boolean) {}
+  show(frame: ServerFrame): void {
+    if (frame.type === "pong") return;
+    if (frame.type === "history" && !this.json && frame.count === 0 && frame.gone === 0) return;
+    // Escaped, so that nothing reading the output meets raw control or bidi characters.
+    const line = this.json ? escapeJsonLine(JSON.stringify(frame)) : renderFrame(frame);
+    if (line !== undefined) console.log(line);
+  }
+  endOfHistory(): void {
+    if (!this.json) console.log("* (end of earlier messages)");
+  }
+  say(line: string): void {
+    console.error(line);
+  }
+  setPrompt(): void {}
+  close(): void {}
+}
+
+const NAME_COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "red"] as const;
+
+/**
+ * A terminal: received lines appear above the line being typed.
+ *
+ * @example
+ * ```ts ignore
+ * import { TerminalUi } from "./ui.ts";
+ * const ui = new TerminalUi();
+ * ui.setPrompt("ada", "lobby");
+ * ui.say("* hello");
+ * ui.close();
+ * ```
+ */
+export class TerminalUi implements Ui {
+  readonly rl: readline.Interface;
+  readonly #render: RenderOptions;
+  readonly #dim: (text: string) => string;
+
+  constructor() {
+    this.rl = readline.createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      terminal: true,
+      historySize: 100,
+    });
+    const colour = Deno.stdout.isTerminal() && !Deno.noColor;
+    // validateStream: false, or styleText would read the environment.
+    const style = (format: Parameters<typeof styleText>[0], text: string) =>
+      colour ? styleText(format, text, { validateStream: false }) : text;
+    this.#dim = (text) => style("dim", text);
+    this.#render = {
+      name: (name) => style(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name),
+      notice: this.#dim,
+    };
+  }
+
+  setPrompt(name: string, room: string): void {
+    this.rl.setPrompt(`${name}@${room}> `);
+  }
+
+  show(frame: ServerFrame): void {
+    if (frame.type === "history" && frame.count === 0 && frame.gone === 0) return;
+    const line = renderFrame(frame, this.#render);
+    if (line === undefined) return;
+    this.say(frame.type === "msg" && frame.replay ? this.#dim(line) : line);
+  }
+
+  endOfHistory(): void {
+    this.say(this.#dim("* (end of earlier messages)"));
+  }
+
+  /** Prints above the input line, then redraws the prompt and what was typed. */
+  say(line: string): void {
+    readline.clearLine(process.stdout, 0);
+    readline.cursorTo(process.stdout, 0);
+    process.stdout.write(line + "\n");
+    this.rl.prompt(true);
+  }
+
+  /** Erases the line just entered: the server's echo will show it. */
+  eraseEntered(): void {
+    readline.moveCursor(process.stdout, 0, -1);
+    readline.clearLine(process.stdout, 0);
+  }
+
+  close(): void {
+    this.rl.close();
+    process.stdout.write("\n"); // leave the shell prompt on a line of its own
+  }
+}
+
+function hash(text: string): number {
+  let h = 0;
+  for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) >>> 0;
+  return h;
+}
