@@ -29,10 +29,10 @@ import {
   parseAddress,
   parseFlags,
   UsageError,
-} from "./cli.ts";
-import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "./commands.ts";
+} from "./common/cli.ts";
+import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "./text/commands.ts";
 import { PROTOCOL_VERSION, type ServerFrame, type WelcomeFrame } from "./protocol.ts";
-import { within } from "./timeout.ts";
+import { within } from "./common/timeout.ts";
 import { Link } from "./client/link.ts";
 import { Outbox } from "./client/outbox.ts";
 import { type JoinSecrets, promptHidden, readJoinSecrets } from "./client/secrets.ts";

@@ -7,7 +7,7 @@
  */
 
 import config from "./deno.json" with { type: "json" };
-import { ExitCode, Failure, UsageError } from "./cli.ts";
+import { ExitCode, Failure, UsageError } from "./common/cli.ts";
 import { runJoin } from "./client.ts";
 import { runServe } from "./server.ts";
 import { runLog } from "./transcript.ts";

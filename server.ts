@@ -13,10 +13,17 @@
  * @module
  */
 
-import { ExitCode, Failure, formatAddress, integerFlag, parseFlags, UsageError } from "./cli.ts";
-import { Hub } from "./hub.ts";
+import {
+  ExitCode,
+  Failure,
+  formatAddress,
+  integerFlag,
+  parseFlags,
+  UsageError,
+} from "./common/cli.ts";
+import { Hub } from "./server/hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
-import { type Connection, renderLine, Session, slowConsumer } from "./session.ts";
+import { type Connection, renderLine, Session, slowConsumer } from "./server/session.ts";
 import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
@@ -24,7 +31,7 @@ import { AddressLimits } from "./server/address_limits.ts";
 import { addressKey } from "./server/address_key.ts";
 import { TlsServerConn } from "./server/tls_conn.ts";
 import tls from "node:tls";
-import { within } from "./timeout.ts";
+import { within } from "./common/timeout.ts";
 
 /** Everything `chat serve` can be told; every field has a default. */
 export interface ServeOptions {

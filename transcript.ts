@@ -9,7 +9,7 @@
  */
 
 import { escapeJsonLine } from "./text/names.ts";
-import { ExitCode, Failure, parseFlags, UsageError } from "./cli.ts";
+import { ExitCode, Failure, parseFlags, UsageError } from "./common/cli.ts";
 import { neutralize, validateName } from "./protocol.ts";
 import { DatabaseError, readTranscript, type StoredMessage } from "./store/sqlite.ts";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ExitCode, Failure, formatAddress } from "../cli.ts";
+import { ExitCode, Failure, formatAddress } from "../common/cli.ts";
 import {
   type ClientFrame,
   encodeFrame,
@@ -17,7 +17,7 @@ import {
   type ServerFrame,
   type WelcomeFrame,
 } from "../protocol.ts";
-import { TIMED_OUT, within } from "../timeout.ts";
+import { TIMED_OUT, within } from "../common/timeout.ts";
 
 /** Server frames can be larger than client frames (a who list, say). */
 const MAX_SERVER_FRAME_BYTES = 1024 * 1024;

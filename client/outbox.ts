@@ -8,7 +8,7 @@
 
 import type { ClientFrame, ServerFrame, WelcomeFrame } from "../protocol.ts";
 import { splitText } from "../protocol.ts";
-import { TokenBucket } from "../token_bucket.ts";
+import { TokenBucket } from "../common/token_bucket.ts";
 import type { Link } from "./link.ts";
 
 type Outgoing = { to?: string; text: string };

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ExitCode, Failure, UsageError } from "../cli.ts";
+import { ExitCode, Failure, UsageError } from "../common/cli.ts";
 
 /** What `chat join` reads from files and the environment, named by its flags. */
 export interface JoinSecrets {

@@ -9,7 +9,7 @@ import * as readline from "node:readline";
 import process from "node:process";
 import { styleText } from "node:util";
 import type { ServerFrame } from "../protocol.ts";
-import { renderFrame, type RenderOptions } from "../render.ts";
+import { renderFrame, type RenderOptions } from "../text/render.ts";
 import { escapeJsonLine } from "../text/names.ts";
 
 /** Where frames and status lines are shown. */

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { TokenBucket, type TokenBucketOptions } from "../token_bucket.ts";
+import { TokenBucket, type TokenBucketOptions } from "../common/token_bucket.ts";
 
 /** Addresses remembered per limit at once. */
 export const MAX_ADDRESSES = 10_000;

@@ -14,7 +14,7 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { newEpoch } from "../history.ts";
+import { newEpoch } from "../server/history.ts";
 import type { BanRecord } from "../server/moderation.ts";
 
 /** A stored chat message. */

@@ -8,7 +8,7 @@
  */
 
 import { type ChatServer, serve, type ServeOptions } from "../server.ts";
-import { TIMED_OUT, within } from "../timeout.ts";
+import { TIMED_OUT, within } from "../common/timeout.ts";
 import {
   type ClientFrame,
   encodeFrame,

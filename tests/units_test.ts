@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { parseAddress } from "../cli.ts";
-import { parseInput, requestFrame } from "../commands.ts";
-import { TokenBucket } from "../token_bucket.ts";
+import { parseAddress } from "../common/cli.ts";
+import { parseInput, requestFrame } from "../text/commands.ts";
+import { TokenBucket } from "../common/token_bucket.ts";
 import { SERVE_HELP } from "../server.ts";
 import { JOIN_HELP } from "../client.ts";
 import { LOG_HELP } from "../transcript.ts";

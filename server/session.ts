@@ -19,8 +19,8 @@
  * @module
  */
 
-import { formatAddress } from "./cli.ts";
-import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "./commands.ts";
+import { formatAddress } from "../common/cli.ts";
+import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "../text/commands.ts";
 import type { Entry, Hub, Member, Room } from "./hub.ts";
 import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
@@ -45,14 +45,14 @@ import {
   type ServerFrame,
   type UnbanFrame,
   validateName,
-} from "./protocol.ts";
-import { count, renderFrame } from "./render.ts";
-import { cleanText } from "./text/names.ts";
-import { TokenBucket } from "./token_bucket.ts";
-import { within } from "./timeout.ts";
-import type { Gate } from "./server/auth.ts";
-import type { AddressLimits } from "./server/address_limits.ts";
-import { addressKey } from "./server/address_key.ts";
+} from "../protocol.ts";
+import { count, renderFrame } from "../text/render.ts";
+import { cleanText } from "../text/names.ts";
+import { TokenBucket } from "../common/token_bucket.ts";
+import { within } from "../common/timeout.ts";
+import type { Gate } from "./auth.ts";
+import type { AddressLimits } from "./address_limits.ts";
+import { addressKey } from "./address_key.ts";
 
 type ModerationFrame = KickFrame | MuteFrame | BanFrame | UnbanFrame | MotdFrame;
 

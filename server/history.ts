@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { StoredMessage } from "./store/sqlite.ts";
+import type { StoredMessage } from "../store/sqlite.ts";
 
 /**
  * A room's retained messages, oldest first.

@@ -20,7 +20,7 @@ import type {
   TopicFrame,
   UnbanFrame,
   WhoRequestFrame,
-} from "./protocol.ts";
+} from "../protocol.ts";
 
 /** One line of input, understood. */
 export type Input =

@@ -36,11 +36,11 @@ import {
   type EventFrame,
   type MessageFrame,
   nameKey,
-} from "./protocol.ts";
-import { count, renderFrame } from "./render.ts";
+} from "../protocol.ts";
+import { count, renderFrame } from "../text/render.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
-import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "./store/sqlite.ts";
-import { type BanRecord, Moderation } from "./server/moderation.ts";
+import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
+import { type BanRecord, Moderation } from "./moderation.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {

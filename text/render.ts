@@ -9,7 +9,7 @@
  * @module
  */
 
-import { neutralize, type ServerFrame } from "./protocol.ts";
+import { neutralize, type ServerFrame } from "../protocol.ts";
 
 /** How names are decorated; the terminal client colours them. */
 export interface RenderOptions {
