@@ -445,12 +445,7 @@ export class Session implements Member {
       name: this.name,
       server: this.#ctx.serverName,
       limits: this.#ctx.limits,
-      room: entry.room.name,
-      topic: entry.room.topic,
-      seq: entry.room.relayedSeq,
-      epoch: entry.room.epoch,
-      users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
-      online: entry.room.members.size,
+      ...this.#roomState(entry.room),
       ops: this.#ctx.hub.opsIn(entry.room),
       ...(this.op ? { op: true } : {}),
       ...(this.#ctx.hub.moderation.motd ? { motd: this.#ctx.hub.moderation.motd } : {}),
@@ -461,6 +456,18 @@ export class Session implements Member {
     }
     this.#sendHistory(entry);
     if (!resumed) this.#ctx.hub.announceJoin(this);
+  }
+
+  /** What a welcome and a `room` frame say of the room entered. */
+  #roomState(room: Room) {
+    return {
+      room: room.name,
+      topic: room.topic,
+      seq: room.relayedSeq,
+      epoch: room.epoch,
+      users: this.#ctx.hub.names(room, WELCOME_LIMIT),
+      online: room.members.size,
+    };
   }
 
   /** Private messages the old connection may not have passed on, marked as replayed. */
@@ -561,15 +568,7 @@ export class Session implements Member {
         ref,
       );
     }
-    this.#send({
-      type: "room",
-      room: entry.room.name,
-      topic: entry.room.topic,
-      seq: entry.room.relayedSeq,
-      epoch: entry.room.epoch,
-      users: this.#ctx.hub.names(entry.room, WELCOME_LIMIT),
-      online: entry.room.members.size,
-    });
+    this.#send({ type: "room", ...this.#roomState(entry.room) });
     this.#sendHistory(entry);
     this.#ctx.hub.announceJoin(this);
   }

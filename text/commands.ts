@@ -6,21 +6,7 @@
  *
  * @module
  */
-import type {
-  BanFrame,
-  DirectSendFrame,
-  JoinRoomFrame,
-  KickFrame,
-  MotdFrame,
-  MuteFrame,
-  NickFrame,
-  OpFrame,
-  RoomsRequestFrame,
-  SendFrame,
-  TopicFrame,
-  UnbanFrame,
-  WhoRequestFrame,
-} from "../protocol.ts";
+import type { ClientFrame, HelloFrame, PingFrame, PongFrame, QuitFrame } from "../protocol.ts";
 
 /** One line of input, understood. */
 export type Input =
@@ -43,21 +29,8 @@ export type Input =
   | { kind: "unknown"; command: string }
   | { kind: "usage"; message: string };
 
-/** A frame a typed command asks the server for. */
-export type Request =
-  | SendFrame
-  | DirectSendFrame
-  | JoinRoomFrame
-  | RoomsRequestFrame
-  | TopicFrame
-  | NickFrame
-  | WhoRequestFrame
-  | OpFrame
-  | KickFrame
-  | MuteFrame
-  | BanFrame
-  | UnbanFrame
-  | MotdFrame;
+/** A frame a typed command asks the server for: any client frame but the session's own. */
+export type Request = Exclude<ClientFrame, HelloFrame | PingFrame | PongFrame | QuitFrame>;
 
 /** The help text for everyone's commands, one line each. */
 export const COMMAND_HELP: readonly string[] = [
