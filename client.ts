@@ -428,7 +428,9 @@ class Client {
       const input = parseInput(line);
       const request = requestFrame(input);
       // Messages go through the outbox, which confirms them; the rest is sent as is.
-      if (request?.type === "msg") return this.#outbox.add(request.text);
+      if (request?.type === "msg") {
+        return this.#outbox.add(request.text, undefined, request.action ?? false);
+      }
       if (request?.type === "dm") return this.#outbox.add(request.text, request.to);
       // A token typed with /op is given again in the hello after a reconnect.
       if (request?.type === "op") this.#secrets.opToken = request.token;

@@ -95,6 +95,8 @@ export interface HelloFrame {
 export interface SendFrame {
   type: "msg";
   text: string;
+  /** An action (`/me waves`), shown as `* ada waves`. */
+  action?: boolean;
   ref?: number;
 }
 /** Client → server: a direct message to one user, wherever they are. */
@@ -249,6 +251,8 @@ export interface MessageFrame {
   seq: number;
   from: string;
   text: string;
+  /** An action (`/me waves`): shown as `* ada waves`. */
+  action?: boolean;
   /** The sender's `ref`, so the sender can match the echo to what it sent. */
   ref?: number;
   /** Set on earlier messages replayed after a `history` frame. */
@@ -670,6 +674,7 @@ export function parseClientFrame(line: Uint8Array): ClientFrame | FrameError {
       return checked(f, () => ({
         type: "msg" as const,
         text: f.string("text")!,
+        action: f.boolean("action", true),
         ref: f.integer("ref", true),
       }));
     case "nick":
@@ -763,6 +768,7 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         seq: f.integer("seq")!,
         from: f.string("from")!,
         text: f.string("text")!,
+        action: f.boolean("action", true),
         ref: f.integer("ref", true),
         replay: f.boolean("replay", true),
       }));

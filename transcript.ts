@@ -63,15 +63,15 @@ export function parseSince(text: string, now: number): number | undefined {
 export function formatLine(message: StoredMessage, format: "text" | "jsonl"): string {
   if (format === "jsonl") {
     const { room, seq, id, ts, from, text } = message;
-    return escapeJsonLine(JSON.stringify({ room, seq, id, ts, from, text }));
+    const line = { room, seq, id, ts, from, text, ...(message.action ? { action: true } : {}) };
+    return escapeJsonLine(JSON.stringify(line));
   }
   const date = new Date(message.ts);
   const two = (n: number) => String(n).padStart(2, "0");
   const when = `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ` +
     `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`;
-  return `${when} [${neutralize(message.room)}] ${neutralize(message.from)}: ${
-    neutralize(message.text)
-  }`;
+  const who = message.action ? `* ${neutralize(message.from)}` : `${neutralize(message.from)}:`;
+  return `${when} [${neutralize(message.room)}] ${who} ${neutralize(message.text)}`;
 }
 
 /**

@@ -11,7 +11,7 @@ import { splitText } from "../protocol.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
 import type { Link } from "./link.ts";
 
-type Outgoing = { to?: string; text: string };
+type Outgoing = { to?: string; text: string; action?: boolean };
 
 /**
  * Sends messages in order, one at a time, each confirmed by the server's
@@ -78,12 +78,12 @@ export class Outbox {
   }
 
   /** Queues a message, or a direct one with `to` (split if too long for a frame). */
-  add(text: string, to?: string): void {
+  add(text: string, to?: string, action = false): void {
     if (this.pending === 0) this.#idle = Promise.withResolvers<void>();
     // A dm frame carries "to" besides the text: leave room for it, counted in bytes as sent.
     const toBytes = to === undefined ? 0 : new TextEncoder().encode(JSON.stringify(to)).length + 8;
     for (const piece of splitText(text, this.#maxFrameBytes - toBytes)) {
-      this.#queue.push({ to, text: piece });
+      this.#queue.push(action ? { text: piece, action } : { to, text: piece });
     }
     this.#pump();
   }
@@ -141,6 +141,11 @@ export class Outbox {
 
 function messageFrame(message: Outgoing & { ref: number }): ClientFrame {
   return message.to === undefined
-    ? { type: "msg", text: message.text, ref: message.ref }
+    ? {
+      type: "msg",
+      text: message.text,
+      ...(message.action ? { action: true } : {}),
+      ref: message.ref,
+    }
     : { type: "dm", to: message.to, text: message.text, ref: message.ref };
 }

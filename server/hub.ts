@@ -178,6 +178,7 @@ export function messageFrame(message: StoredMessage, replay = false): MessageFra
     from: message.from,
     text: message.text,
   };
+  if (message.action) frame.action = true;
   if (message.ref !== undefined) frame.ref = message.ref;
   if (replay) frame.replay = true;
   return frame;
@@ -607,7 +608,7 @@ export class Hub {
    * Accepts a chat message from `member` into its room: `busy` when the
    * database is too far behind to take more, `closed` when shutting down.
    */
-  say(member: Member, text: string, ref?: number): SayResult {
+  say(member: Member, text: string, ref?: number, action = false): SayResult {
     const room = member.room;
     if (this.#closed || !room) return "closed";
     if (this.#journal && this.#pendingBytes + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
@@ -620,6 +621,7 @@ export class Hub {
       text,
     };
     if (ref !== undefined) message.ref = ref;
+    if (action) message.action = true;
     if (!this.#journal) {
       message.seq = ++room.lastSeq;
       this.#relay(message, room, member);

@@ -603,7 +603,7 @@ export class Session implements Member {
   #handleFrame(frame: ClientFrame): void {
     switch (frame.type) {
       case "msg":
-        return this.#say(frame.text, frame.ref);
+        return this.#say(frame.text, frame.ref, frame.action);
       case "dm":
         return this.#direct(frame.to, frame.text, frame.ref);
       case "join":
@@ -640,10 +640,10 @@ export class Session implements Member {
     }
   }
 
-  #say(text: string, ref?: number): void {
+  #say(text: string, ref?: number, action?: boolean): void {
     text = cleanText(text);
     if (!this.#allowed(text, ref)) return;
-    const result = this.#ctx.hub.say(this, text, ref);
+    const result = this.#ctx.hub.say(this, text, ref, action);
     if (result === "busy") {
       this.#error(
         "storage_failed",

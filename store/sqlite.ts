@@ -25,6 +25,8 @@ export interface StoredMessage {
   ts: number;
   from: string;
   text: string;
+  /** An action (`/me …`). */
+  action?: boolean;
   ref?: number;
 }
 
@@ -102,6 +104,7 @@ const SCHEMA = `
     sender TEXT NOT NULL,
     text TEXT NOT NULL,
     ref INTEGER,
+    action INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room_key, seq)
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
@@ -136,7 +139,8 @@ export class SqliteStore {
     this.#db = db;
     this.#path = path;
     this.#insertMessage = db.prepare(
-      "INSERT INTO messages (room_key, seq, id, ts, sender, text, ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO messages (room_key, seq, id, ts, sender, text, ref, action) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.#upsertRoom = db.prepare(
       "INSERT INTO rooms (key, name, topic, epoch, pinned) VALUES (?, ?, ?, ?, ?) " +
@@ -179,6 +183,10 @@ export class SqliteStore {
       }
       if (!columns.some((c) => c.name === "pinned")) {
         db.exec("ALTER TABLE rooms ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0");
+      }
+      const messageColumns = db.prepare("PRAGMA table_info(messages)").all() as { name: string }[];
+      if (!messageColumns.some((c) => c.name === "action")) {
+        db.exec("ALTER TABLE messages ADD COLUMN action INTEGER NOT NULL DEFAULT 0");
       }
       return new SqliteStore(db, path);
     } catch (error) {
@@ -247,7 +255,7 @@ export class SqliteStore {
 
   #withRecent(room: RoomRow, retention: number): StoredRoom {
     const rows = this.#db.prepare(
-      "SELECT seq, id, ts, sender, text, ref FROM messages WHERE room_key = ? " +
+      "SELECT seq, id, ts, sender, text, ref, action FROM messages WHERE room_key = ? " +
         "ORDER BY seq DESC LIMIT ?",
     ).all(room.key, retention).reverse() as unknown as Row[];
     return {
@@ -291,7 +299,16 @@ export class SqliteStore {
         );
       }
       for (const m of messages) {
-        this.#insertMessage.run(roomKey(m.room), m.seq, m.id, m.ts, m.from, m.text, m.ref ?? null);
+        this.#insertMessage.run(
+          roomKey(m.room),
+          m.seq,
+          m.id,
+          m.ts,
+          m.from,
+          m.text,
+          m.ref ?? null,
+          m.action ? 1 : 0,
+        );
       }
       this.#db.exec("COMMIT");
     } catch (error) {
@@ -320,6 +337,7 @@ interface Row {
   sender: string;
   text: string;
   ref: number | null;
+  action: number;
   room?: string;
 }
 
@@ -333,6 +351,7 @@ function fromRow(room: string, row: Row): StoredMessage {
     text: row.text,
   };
   if (row.ref !== null) message.ref = row.ref;
+  if (row.action) message.action = true;
   return message;
 }
 
@@ -366,7 +385,7 @@ export function* readTranscript(
     let query: StatementSync;
     try {
       query = db.prepare(
-        "SELECT r.name AS room, m.seq, m.id, m.ts, m.sender, m.text, m.ref FROM messages m " +
+        "SELECT r.name AS room, m.seq, m.id, m.ts, m.sender, m.text, m.ref, m.action FROM messages m " +
           `JOIN rooms r ON r.key = m.room_key WHERE ${where.join(" AND ")} ORDER BY m.id`,
       );
     } catch (error) {

@@ -36,6 +36,7 @@ Deno.test("PROTOCOL.md: every client frame it shows is one the server accepts", 
     [
       "hello",
       "msg",
+      "msg",
       "dm",
       "join",
       "rooms",

@@ -89,6 +89,11 @@ Deno.test({
         "the entered line is replaced by the echo",
       );
 
+      await tmux("send-keys", "-t", session, "/me waves", "Enter");
+      const action = await bob.frames.waitFor((f) => f.type === "msg" && f.action === true, "/me");
+      assert.equal(action.type === "msg" && action.text, "waves");
+      await screenUntil(session, (s) => /\* ada waves/.test(s), "the action shown as * ada waves");
+
       await tmux("send-keys", "-t", session, "C-c");
       const leave = await bob.waitForEvent("leave", "ada");
       assert.equal(leave.type === "event" && leave.reason, "quit");

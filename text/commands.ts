@@ -11,6 +11,7 @@ import type { ClientFrame, HelloFrame, PingFrame, PongFrame, QuitFrame } from ".
 /** One line of input, understood. */
 export type Input =
   | { kind: "say"; text: string }
+  | { kind: "me"; text: string }
   | { kind: "msg"; to: string; text: string }
   | { kind: "join"; room: string }
   | { kind: "rooms" }
@@ -38,6 +39,7 @@ export const COMMAND_HELP: readonly string[] = [
   "/rooms          list the rooms",
   "/topic TEXT     set the topic of this room",
   "/msg NAME TEXT  send a message to one person only",
+  "/me ACTION      say what you do, shown as: * you ACTION",
   "/nick NAME      change your name",
   "/who            list who is in this room",
   "/quit           leave (also !DISCONNECT, Ctrl-D)",
@@ -89,6 +91,9 @@ export function parseInput(line: string): Input {
       if (!dm) return { kind: "usage", message: "usage: /msg NAME TEXT" };
       return { kind: "msg", to: dm[1], text: dm[2] };
     }
+    case "me":
+      if (rest.trim() === "") return { kind: "usage", message: "usage: /me ACTION" };
+      return { kind: "me", text: rest };
     case "topic": {
       const other = /^#(\S+)\s*(.*)$/s.exec(rest);
       return other
@@ -157,6 +162,8 @@ export function requestFrame(input: Input): Request | undefined {
   switch (input.kind) {
     case "say":
       return { type: "msg", text: input.text };
+    case "me":
+      return { type: "msg", text: input.text, action: true };
     case "msg":
       return { type: "dm", to: input.to, text: input.text };
     case "join":

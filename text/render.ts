@@ -65,7 +65,9 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
   const notice = options.notice ?? String;
   switch (frame.type) {
     case "msg":
-      return `[${clock(frame.ts)}] ${name(frame.from)}: ${neutralize(frame.text)}`;
+      return frame.action
+        ? `[${clock(frame.ts)}] * ${name(frame.from)} ${neutralize(frame.text)}`
+        : `[${clock(frame.ts)}] ${name(frame.from)}: ${neutralize(frame.text)}`;
     case "dm":
       return `[${clock(frame.ts)}] (private) ${name(frame.from)} → ${name(frame.to)}: ${
         neutralize(frame.text)
