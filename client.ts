@@ -51,6 +51,8 @@ export interface JoinOptions {
   retryFor: number;
   /** Silence from the server after which it is pinged (at half) and given up on, in ms. */
   idleTimeoutMs: number;
+  /** Send this one message, wait for the server to accept it, and leave. */
+  send?: string;
   /** Speak TLS, trusting these PEM certificates besides the system's (`--ca`). */
   tls?: { caFile?: string };
   /** The environment variables holding the password and the operator token. */
@@ -78,6 +80,8 @@ Options:
   --history N       earlier messages to show on entering a room (default 50)
   --json            print every event as one JSON object per line
   --retry-for SECS  keep trying to reconnect this long (default 300; 0: never)
+  --send TEXT       send this one message, wait until the server accepts it,
+                    and leave (with --json, print the accepted message)
   --idle-timeout SECS  ping a server that has been quiet for half this, and
                     reconnect if it stays quiet this long (default 60)
   --tls             connect with TLS, checking the server's certificate
@@ -90,10 +94,14 @@ Options:
 Exit codes: 0 left normally, 2 bad command line, 3 could not connect or the
 server is full, 4 name refused, 5 protocol error, 6 connection lost (and not
 regained) or name taken over by another client with the same token, 7 password
-refused, 130 interrupted while sending piped input.`;
+refused, 8 (--send) the server refused the message, 130 interrupted while
+sending piped input.`;
 
 /** Reads `chat join` arguments; throws {@linkcode UsageError}. */
 export function parseJoinArgs(args: string[]): JoinOptions | "help" {
+  const usage = (message: string): never => {
+    throw new UsageError(message, "Run 'chat join --help' for the options.");
+  };
   const help = "Run 'chat join --help' for the options.";
   const parsed = parseFlags(
     args,
@@ -103,6 +111,7 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
       history: { type: "string" },
       json: { type: "boolean" },
       "retry-for": { type: "string" },
+      send: { type: "string" },
       "idle-timeout": { type: "string" },
       tls: { type: "boolean" },
       ca: { type: "string" },
@@ -131,6 +140,7 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
     history: int("history", values.history, 50, 100_000),
     json: values.json ?? false,
     retryFor: int("retry-for", values["retry-for"], 300, 86_400),
+    send: values.send === "" ? usage("--send needs the text of a message") : values.send,
     idleTimeoutMs: 1000 * integerFlag("idle-timeout", values["idle-timeout"] ?? "60", {
       min: 2,
       max: 86_400,
@@ -212,6 +222,7 @@ class Client {
   async run(): Promise<number> {
     // The first connection's failures are final: the user is there to fix them.
     const welcome = await this.#firstConnect();
+    if (this.#options.send !== undefined) return await this.#sendOnce(this.#options.send);
     if (this.#interactive) {
       this.#ui = new TerminalUi();
       this.#ui.setPrompt(welcome.name, welcome.room);
@@ -228,6 +239,41 @@ class Client {
       current = await this.#reconnect(end.reason);
       if (current === undefined) return this.#lost(end.reason);
     }
+  }
+
+  /**
+   * `--send`: sends one message (in parts if it is long), waits for the
+   * server to accept every part or refuse one, then leaves. Exit code 0, or
+   * 8 with the server's reason.
+   */
+  async #sendOnce(text: string): Promise<number> {
+    const link = this.#link!;
+    let refusal: string | undefined;
+    this.#outbox.onSettled = (frame) => {
+      if (frame.type === "error") refusal ??= frame.message;
+      else if (this.#options.json) this.#ui.show(frame);
+    };
+    this.#outbox.add(text);
+    const done = this.#outbox.idle();
+    for (;;) {
+      const next = await Promise.race([link.next(), done.then(() => "done" as const)]);
+      if (next === "done" || refusal !== undefined) break;
+      if (next === undefined) {
+        this.#ui.say(`chat: the connection was lost before the server accepted the message`);
+        return ExitCode.disconnected;
+      }
+      if (next.type === "ping") {
+        link.send({ type: "pong", ...(next.data ? { data: next.data } : {}) });
+      }
+      if (next.type === "history") this.#outbox.resume();
+      this.#outbox.receive(next, this.#name!);
+    }
+    link.send({ type: "quit" });
+    link.close();
+    this.#link = undefined;
+    if (refusal === undefined) return ExitCode.ok;
+    this.#ui.say(`chat: the server refused the message: ${refusal}`);
+    return ExitCode.sendRefused;
   }
 
   /** Asks to leave: quits politely if connected, else stops trying. */
@@ -279,7 +325,7 @@ class Client {
         version: PROTOCOL_VERSION,
         ...(this.#name === undefined ? {} : { name: this.#name }),
         ...(this.#room === undefined ? {} : { room: this.#room }),
-        history: this.#options.history,
+        history: this.#options.send === undefined ? this.#options.history : 0,
         ...(this.#seq === undefined ? {} : { since: this.#seq, epoch: this.#epoch }),
         ...(this.#token === undefined ? {} : { token: this.#token }),
         ...(this.#dmSeen === undefined ? {} : { dmSince: this.#dmSeen }),

@@ -111,9 +111,13 @@ export class Outbox {
     }
     // Confirmed, or refused for good (an error the user is shown).
     this.#inFlight = undefined;
+    this.onSettled?.(frame);
     this.#pump();
     return false;
   }
+
+  /** Hears of each message confirmed (its echo) or refused for good (the error). */
+  onSettled: ((frame: ServerFrame) => void) | undefined;
 
   /** Stops timers. */
   stop(): void {

@@ -24,6 +24,8 @@ export const ExitCode = {
   disconnected: 6,
   /** The server refused the password, or one was needed and none given. */
   authFailed: 7,
+  /** `chat join --send`: the server refused the message. */
+  sendRefused: 8,
   /** Stopped by a second Ctrl-C. */
   interrupted: 130,
 } as const;

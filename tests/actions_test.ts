@@ -59,3 +59,37 @@ Deno.test("an action is kept with --db, shown by chat log, and replayed as one t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("chat join --send: exits 0 once the server accepted the message, 8 with the reason when refused", async () => {
+  const { serve, port } = await startServe("--quiet");
+  try {
+    const watcher = new Chat(["join", `127.0.0.1:${port}`, "--name", "watcher", "--json"]);
+    await watcher.waitFor(/"type":"welcome"/);
+    const ci = new Chat([
+      "join",
+      `127.0.0.1:${port}`,
+      "--name",
+      "ci",
+      "--room",
+      "lobby",
+      "--send",
+      "build green",
+      "--json",
+    ]);
+    assert.equal(await ci.exit(), 0);
+    const accepted = JSON.parse(ci.stdout.find((l) => l.includes('"type":"msg"'))!);
+    assert.deepEqual([accepted.from, accepted.text], ["ci", "build green"]);
+    await watcher.waitFor(/"text":"build green"/);
+
+    const quiet = new Chat(["join", `127.0.0.1:${port}`, "--send", "plain text mode"]);
+    assert.equal(await quiet.exit(), 0);
+    assert.deepEqual(quiet.stdout, [], "nothing printed without --json");
+
+    const empty = new Chat(["join", `127.0.0.1:${port}`, "--send", "   "]);
+    assert.equal(await empty.exit(), 8);
+    assert.match(empty.stderr, /the server refused the message: a message cannot be empty/);
+    assert.equal(await watcher.exit(), 0);
+  } finally {
+    assert.equal(await stop(serve), 0);
+  }
+});
