@@ -53,6 +53,10 @@ export interface JoinOptions {
   idleTimeoutMs: number;
   /** Send this one message, wait for the server to accept it, and leave. */
   send?: string;
+  /** Colours in the terminal: always, never, or when stdout is a terminal and NO_COLOR unset. */
+  color: "auto" | "always" | "never";
+  /** Ring the terminal bell for a mention or a private message. */
+  bell: boolean;
   /** Speak TLS, trusting these PEM certificates besides the system's (`--ca`). */
   tls?: { caFile?: string };
   /** The environment variables holding the password and the operator token. */
@@ -80,6 +84,9 @@ Options:
   --history N       earlier messages to show on entering a room (default 50)
   --json            print every event as one JSON object per line
   --retry-for SECS  keep trying to reconnect this long (default 300; 0: never)
+  --color WHEN      colours in the terminal: auto (when stdout is a terminal
+                    and NO_COLOR is not set; the default), always or never
+  --no-bell         no bell for a mention of your name or a private message
   --send TEXT       send this one message, wait until the server accepts it,
                     and leave (with --json, print the accepted message)
   --idle-timeout SECS  ping a server that has been quiet for half this, and
@@ -112,6 +119,8 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
       json: { type: "boolean" },
       "retry-for": { type: "string" },
       send: { type: "string" },
+      color: { type: "string" },
+      "no-bell": { type: "boolean" },
       "idle-timeout": { type: "string" },
       tls: { type: "boolean" },
       ca: { type: "string" },
@@ -141,6 +150,10 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
     json: values.json ?? false,
     retryFor: int("retry-for", values["retry-for"], 300, 86_400),
     send: values.send === "" ? usage("--send needs the text of a message") : values.send,
+    color: values.color === undefined || ["auto", "always", "never"].includes(values.color)
+      ? (values.color ?? "auto") as JoinOptions["color"]
+      : usage(`--color must be auto, always or never, not "${values.color}"`),
+    bell: !values["no-bell"],
     idleTimeoutMs: 1000 * integerFlag("idle-timeout", values["idle-timeout"] ?? "60", {
       min: 2,
       max: 86_400,
@@ -224,7 +237,12 @@ class Client {
     const welcome = await this.#firstConnect();
     if (this.#options.send !== undefined) return await this.#sendOnce(this.#options.send);
     if (this.#interactive) {
-      this.#ui = new TerminalUi();
+      this.#ui = new TerminalUi({
+        color: this.#options.color === "always" ||
+          (this.#options.color === "auto" && Deno.stdout.isTerminal() && !Deno.noColor),
+        bell: this.#options.bell,
+        me: () => this.#name ?? "",
+      });
       this.#ui.setPrompt(welcome.name, welcome.room);
     }
     this.#startInput();

@@ -53,13 +53,42 @@ export class StreamUi implements Ui {
 
 const NAME_COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "red"] as const;
 
+/** How a {@linkcode TerminalUi} shows things. */
+export interface TerminalOptions {
+  /** Colours and styles (`--color`). */
+  color: boolean;
+  /** Ring the bell for a mention or a private message (not with `--no-bell`). */
+  bell: boolean;
+  /** Our name now. */
+  me: () => string;
+}
+
+/**
+ * Whether `text` mentions `name`: the name as a word of its own, in any case.
+ *
+ * @example
+ * ```ts
+ * import { mentions } from "./ui.ts";
+ * mentions("ada: can you look?", "Ada"); // true
+ * mentions("adamant", "ada"); // false
+ * ```
+ */
+export function mentions(text: string, name: string): boolean {
+  const at = text.toLowerCase().indexOf(name.toLowerCase());
+  if (at === -1 || name === "") return false;
+  const word = /[\p{L}\p{N}_]/u;
+  const before = text.slice(0, at).at(-1) ?? " ";
+  const after = text.slice(at + name.length).at(0) ?? " ";
+  return !word.test(before) && !word.test(after) || mentions(text.slice(at + 1), name);
+}
+
 /**
  * A terminal: received lines appear above the line being typed.
  *
  * @example
  * ```ts ignore
  * import { TerminalUi } from "./ui.ts";
- * const ui = new TerminalUi();
+ * const ui = new TerminalUi({ color: true, bell: true, me: () => "ada" });
  * ui.setPrompt("ada", "lobby");
  * ui.say("* hello");
  * ui.close();
@@ -69,18 +98,24 @@ export class TerminalUi implements Ui {
   readonly rl: readline.Interface;
   readonly #render: RenderOptions;
   readonly #dim: (text: string) => string;
+  readonly #style: (format: Parameters<typeof styleText>[0], text: string) => string;
+  readonly #bell: boolean;
+  /** Our name now, to tell our own messages and mentions of us. */
+  readonly #me: () => string;
 
-  constructor() {
+  constructor(options: TerminalOptions) {
     this.rl = readline.createInterface({
       input: process.stdin,
       output: process.stdout,
       terminal: true,
       historySize: 100,
     });
-    const colour = Deno.stdout.isTerminal() && !Deno.noColor;
+    this.#bell = options.bell;
+    this.#me = options.me;
     // validateStream: false, or styleText would read the environment.
     const style = (format: Parameters<typeof styleText>[0], text: string) =>
-      colour ? styleText(format, text, { validateStream: false }) : text;
+      options.color ? styleText(format, text, { validateStream: false }) : text;
+    this.#style = style;
     this.#dim = (text) => style("dim", text);
     this.#render = {
       name: (name) => style(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name),
@@ -96,7 +131,17 @@ export class TerminalUi implements Ui {
     if (frame.type === "history" && frame.count === 0 && frame.gone === 0) return;
     const line = renderFrame(frame, this.#render);
     if (line === undefined) return;
-    this.say(frame.type === "msg" && frame.replay ? this.#dim(line) : line);
+    if (frame.type !== "msg" && frame.type !== "dm") return this.say(line);
+    if (frame.type === "msg" && frame.replay) return this.say(this.#dim(line));
+    const me = this.#me();
+    if (frame.from === me) return this.say(this.#style("bold", line)); // our own: in bold
+    if (frame.type === "dm" || mentions(frame.text, me)) {
+      // Meant for us: shown in reverse video, with one ring of the terminal bell.
+      this.say(this.#style("inverse", line));
+      if (this.#bell) process.stdout.write("\x07");
+      return;
+    }
+    this.say(line);
   }
 
   endOfHistory(): void {

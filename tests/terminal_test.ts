@@ -146,3 +146,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: a mention of your name rings the bell once; --no-bell keeps it quiet",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const bob = await TestClient.join(server, "bob");
+    const dir = await Deno.makeTempDir();
+    const sessions: string[] = [];
+    try {
+      const rings: number[] = [];
+      for (const flags of [[], ["--no-bell"]]) {
+        const session = `chat-bell-${Deno.pid}-${sessions.length}`;
+        sessions.push(session);
+        const name = `ada${sessions.length}`;
+        await startTerminal(session, joinCommand(server.addr.port, "--name", name, ...flags));
+        const output = `${dir}/${session}.out`;
+        await tmux("pipe-pane", "-o", "-t", session, `cat >> '${output}'`);
+        await screenUntil(session, (s) => s.includes(`${name}@lobby>`), "prompt");
+        await bob.send({ type: "msg", text: `hey ${name.toUpperCase()}, look` });
+        await bob.send({ type: "msg", text: "not for anyone" });
+        await screenUntil(session, (s) => s.includes("not for anyone"), "both messages");
+        const raw = await Deno.readTextFile(output);
+        rings.push(raw.split("\x07").length - 1);
+      }
+      assert.deepEqual(rings, [1, 0], "one ring for the mention, none with --no-bell");
+    } finally {
+      for (const session of sessions) await tmux("kill-session", "-t", session).catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+      await bob.close();
+      await server.shutdown();
+    }
+  },
+});
