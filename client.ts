@@ -375,7 +375,7 @@ class Client {
       const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
       const delay = Math.round(cap / 2 + Math.random() * cap / 2);
       if (Date.now() + delay > until) return undefined;
-      this.#ui.say(
+      this.#ui.status(
         `! ${reason}; reconnecting in ${(delay / 1000).toFixed(1)} s ` +
           `(attempt ${attempt + 1}; Ctrl-C to stop)`,
       );

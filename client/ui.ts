@@ -19,6 +19,11 @@ export interface Ui {
   endOfHistory(): void;
   /** A line of the client's own (status, help). */
   say(line: string): void;
+  /**
+   * A status that replaces the previous status, if nothing came between
+   * (in a terminal, the same line is rewritten; elsewhere, a new line).
+   */
+  status(line: string): void;
   setPrompt(name: string, room: string): void;
   close(): void;
 }
@@ -46,6 +51,9 @@ export class StreamUi implements Ui {
   }
   say(line: string): void {
     console.error(line);
+  }
+  status(line: string): void {
+    this.say(line);
   }
   setPrompt(): void {}
   close(): void {}
@@ -102,6 +110,8 @@ export class TerminalUi implements Ui {
   readonly #bell: boolean;
   /** Our name now, to tell our own messages and mentions of us. */
   readonly #me: () => string;
+  /** Whether the last line printed is a status, to be written over by the next. */
+  #statusShown = false;
 
   constructor(options: TerminalOptions) {
     this.rl = readline.createInterface({
@@ -150,10 +160,21 @@ export class TerminalUi implements Ui {
 
   /** Prints above the input line, then redraws the prompt and what was typed. */
   say(line: string): void {
+    this.#statusShown = false;
     readline.clearLine(process.stdout, 0);
     readline.cursorTo(process.stdout, 0);
     process.stdout.write(line + "\n");
     this.rl.prompt(true);
+  }
+
+  status(line: string): void {
+    if (this.#statusShown) {
+      // The status is the line just above the prompt: write over it.
+      readline.clearLine(process.stdout, 0);
+      readline.moveCursor(process.stdout, 0, -1);
+    }
+    this.say(line);
+    this.#statusShown = true;
   }
 
   /** Erases the line just entered: the server's echo will show it. */

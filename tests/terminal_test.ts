@@ -180,3 +180,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: while the server is gone, one status line counts the attempts in place",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const session = `chat-reconnect-${Deno.pid}`;
+    let stopped = false;
+    try {
+      await startTerminal(session, joinCommand(server.addr.port, "--name", "ada"));
+      await screenUntil(session, (s) => s.includes("ada@lobby>"), "prompt");
+      await server.shutdown();
+      stopped = true;
+      const screen = await screenUntil(
+        session,
+        (s) => /attempt [4-9]/.test(s),
+        "four attempts to reconnect",
+      );
+      assert.match(screen, /the server is shutting down/);
+      const statusLines = screen.split("\n").filter((line) => line.includes("reconnecting in"));
+      assert.equal(statusLines.length, 1, screen);
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      if (!stopped) await server.shutdown();
+    }
+  },
+});
