@@ -628,7 +628,7 @@ function printBanner(addr: Deno.NetAddr, name: string, tls: boolean): void {
   const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
   const hosts = wildcard ? lanAddresses(addr.hostname === "::") : [addr.hostname];
   const join = (host: string) =>
-    `chat join ${formatAddress(host, addr.port)}${tls ? " --tls --ca CERT.pem" : ""}`;
+    `${joinCommand()} ${formatAddress(host, addr.port)}${tls ? " --tls --ca CERT.pem" : ""}`;
   const plain = (host: string) =>
     tls
       ? `openssl s_client -quiet -connect ${formatAddress(host, addr.port)}`
@@ -640,6 +640,19 @@ function printBanner(addr: Deno.NetAddr, name: string, tls: boolean): void {
     lines.push(`Join on this machine with: ${join("127.0.0.1")}`);
   }
   console.log(lines.join("\n"));
+}
+
+/**
+ * How someone on this machine starts the client, as this server was
+ * started: the compiled binary by its name, or Deno's task from the
+ * project folder (through npx when Deno came that way).
+ */
+function joinCommand(): string {
+  const exec = Deno.execPath();
+  const name = exec.split(/[\\/]/).at(-1)!.replace(/\.exe$/i, "");
+  if (name !== "deno") return `${name === "chat" ? "chat" : exec} join`;
+  if (/[\\/]_npx[\\/]/.test(exec)) return `npx --yes deno@${Deno.version.deno} task join`;
+  return "deno task join";
 }
 
 /** This machine's non-loopback addresses, IPv4 first. */

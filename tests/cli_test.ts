@@ -7,6 +7,8 @@ import { Chat, config, SHIPPED_FLAGS, startServe, stop } from "./subprocess.ts";
 Deno.test("serve + two joins piping stdin: they chat, leave cleanly, and the server stops on SIGTERM", async () => {
   const { serve, port } = await startServe();
   try {
+    // Run by deno (not the binary), the join line it prints is one that works here.
+    assert.ok(serve.stdout.includes(`  deno task join 127.0.0.1:${port}`), serve.stdout.join("\n"));
     const ada = new Chat(["join", `127.0.0.1:${port}`, "--name", "ada"]);
     await ada.waitFor(/connected to chat as ada/);
     const bob = new Chat(["join", `127.0.0.1:${port}`, "--name", "bob", "--json"]);
