@@ -37,6 +37,14 @@ import { Link } from "./client/link.ts";
 import { Outbox } from "./client/outbox.ts";
 import { type JoinSecrets, promptHidden, readJoinSecrets } from "./client/secrets.ts";
 import { StreamUi, TerminalUi, type Ui } from "./client/ui.ts";
+import { Completer, type Known } from "./client/complete.ts";
+
+/** The `ref` of requests the client makes for itself, whose answers it does not show. */
+const QUIET_REF = -1;
+/** Every slash command, for Tab completion. */
+const COMMANDS = [...COMMAND_HELP, ...OPERATOR_HELP]
+  .map((line) => line.split(/\s+/)[0])
+  .filter((word) => /^\/[a-z]+$/.test(word));
 
 /** Options of `chat join`. */
 export interface JoinOptions {
@@ -210,6 +218,9 @@ class Client {
   /** The last seq seen in #room, and the epoch it counts in; undefined before the first welcome. */
   #seq: number | undefined;
   #epoch: string | undefined;
+  /** Who is in our room, and the rooms we know of, for Tab completion. */
+  #present = new Set<string>();
+  readonly #knownRooms = new Set<string>();
   /** The id of the last private message seen, to or from us. */
   #dmSeen: number | undefined;
   #link: Link | undefined;
@@ -242,6 +253,7 @@ class Client {
           (this.#options.color === "auto" && Deno.stdout.isTerminal() && !Deno.noColor),
         bell: this.#options.bell,
         me: () => this.#name ?? "",
+        completer: new Completer(() => this.#known()),
       });
       this.#ui.setPrompt(welcome.name, welcome.room);
     }
@@ -363,6 +375,9 @@ class Client {
     this.#dmSeen ??= 0; // from here on, every private message is ours to see
     this.#outbox.attach(link, welcome);
     link.watch(this.#options.idleTimeoutMs);
+    this.#present = new Set(welcome.users);
+    this.#knownRooms.add(welcome.room);
+    link.send({ type: "rooms", ref: QUIET_REF }); // for Tab completion of room names
     this.#ui.setPrompt(welcome.name, welcome.room);
     return welcome;
   }
@@ -422,6 +437,8 @@ class Client {
         continue;
       }
       if (this.#outbox.receive(frame, this.#name!)) continue;
+      if (frame.type === "rooms") frame.rooms.forEach((room) => this.#knownRooms.add(room.name));
+      if ("ref" in frame && frame.ref === QUIET_REF) continue; // asked for by the client itself
       this.#follow(frame);
       if (
         frame.type === "error" &&
@@ -461,10 +478,15 @@ class Client {
 
   /** Keeps name, room and last seq up to date. */
   #follow(frame: ServerFrame): void {
+    if (frame.type === "event") this.#followPresence(frame);
     if (frame.type === "event" && frame.event === "rename" && frame.from === this.#name) {
       this.#name = frame.name;
       this.#ui.setPrompt(this.#name, this.#room!);
+    } else if (frame.type === "who" && frame.users.length === frame.online) {
+      this.#present = new Set(frame.users);
     } else if (frame.type === "room") {
+      this.#present = new Set(frame.users);
+      this.#knownRooms.add(frame.room);
       this.#room = frame.room;
       this.#seq = frame.seq;
       this.#epoch = frame.epoch;
@@ -474,6 +496,23 @@ class Client {
     } else if (frame.type === "dm") {
       this.#dmSeen = Math.max(this.#dmSeen ?? 0, frame.id);
     }
+  }
+
+  /** Who is in the room, for Tab completion. */
+  #followPresence(event: Extract<ServerFrame, { type: "event" }>): void {
+    if (event.room !== this.#room) return;
+    if (event.event === "join") this.#present.add(event.name);
+    else if (["leave", "kick", "ban"].includes(event.event)) this.#present.delete(event.name);
+    else if (event.event === "rename") {
+      this.#present.delete(event.from ?? "");
+      this.#present.add(event.name);
+    }
+  }
+
+  /** What Tab completes from: commands, people in the room but us, rooms. */
+  #known(): Known {
+    const names = [...this.#present].filter((name) => name !== this.#name).sort();
+    return { commands: COMMANDS, names, rooms: [...this.#knownRooms].sort() };
   }
 
   #startInput(): void {

@@ -296,6 +296,8 @@ export interface RoomFrame {
 export interface RoomsFrame {
   type: "rooms";
   rooms: { name: string; members: number; topic: string }[];
+  /** The request's `ref`, if it had one. */
+  ref?: number;
 }
 /** Server → client: someone joined or left the room, was renamed, or set the topic. */
 export interface EventFrame {
@@ -329,6 +331,8 @@ export interface WhoFrame {
   ops: string[];
   /** How many are in the room. */
   online: number;
+  /** The request's `ref`, if it had one. */
+  ref?: number;
 }
 /** Server → client: something went wrong; `ref` names the refused message. */
 export interface ErrorFrame {
@@ -816,7 +820,10 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
       if (rooms === undefined || rooms.some((r) => r === undefined)) {
         return badFrame('field "rooms" must be a list of {name, members, topic}');
       }
-      return { type: "rooms", rooms: rooms as RoomsFrame["rooms"] };
+      const ref = refOf(object);
+      return ref === undefined
+        ? { type: "rooms", rooms: rooms as RoomsFrame["rooms"] }
+        : { type: "rooms", rooms: rooms as RoomsFrame["rooms"], ref };
     }
     case "event": {
       const frame = checked(f, () => ({
@@ -845,6 +852,7 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
         users: f.strings("users")!,
         ops: f.strings("ops")!,
         online: f.integer("online")!,
+        ref: f.integer("ref", true),
       }));
     case "error":
       return checked(f, () => ({

@@ -11,6 +11,7 @@ import { styleText } from "node:util";
 import type { ServerFrame } from "../protocol.ts";
 import { renderFrame, type RenderOptions } from "../text/render.ts";
 import { escapeJsonLine } from "../text/names.ts";
+import type { Completer } from "./complete.ts";
 
 /** Where frames and status lines are shown. */
 export interface Ui {
@@ -69,6 +70,8 @@ export interface TerminalOptions {
   bell: boolean;
   /** Our name now. */
   me: () => string;
+  /** Tab completion. */
+  completer?: Completer;
 }
 
 /**
@@ -114,11 +117,13 @@ export class TerminalUi implements Ui {
   #statusShown = false;
 
   constructor(options: TerminalOptions) {
+    const completer = options.completer;
     this.rl = readline.createInterface({
       input: process.stdin,
       output: process.stdout,
       terminal: true,
       historySize: 100,
+      ...(completer ? { completer: (line: string) => completer.complete(line) } : {}),
     });
     this.#bell = options.bell;
     this.#me = options.me;

@@ -609,7 +609,11 @@ export class Session implements Member {
       case "join":
         return this.#join(frame.room, frame.ref);
       case "rooms":
-        return this.#send({ type: "rooms", rooms: this.#ctx.hub.rooms() });
+        return this.#send({
+          type: "rooms",
+          rooms: this.#ctx.hub.rooms(),
+          ...(frame.ref === undefined ? {} : { ref: frame.ref }),
+        });
       case "topic":
         return this.#topic(frame.text, frame.ref, frame.room);
       case "op":
@@ -624,7 +628,7 @@ export class Session implements Member {
       case "nick":
         return this.#rename(frame.name, frame.ref);
       case "who":
-        return this.#who();
+        return this.#who(frame.ref);
       case "ping":
         return this.#send({
           type: "pong",
@@ -748,7 +752,7 @@ export class Session implements Member {
     }
   }
 
-  #who(): void {
+  #who(ref?: number): void {
     const room = this.room!;
     this.#send({
       type: "who",
@@ -756,6 +760,7 @@ export class Session implements Member {
       users: this.#ctx.hub.names(room, WHO_LIMIT),
       ops: this.#ctx.hub.opsIn(room),
       online: room.members.size,
+      ...(ref === undefined ? {} : { ref }),
     });
   }
 

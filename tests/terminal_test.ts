@@ -207,3 +207,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: Tab completes a command, a name and a room; a second Tab cycles",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const piperina = await TestClient.join(server, "piperina");
+    const pippa = await TestClient.join(server, "pippa");
+    const bob = await TestClient.join(server, "bob", { room: "team2" });
+    const session = `chat-tab-${Deno.pid}`;
+    const prompt = "ada@lobby> ";
+    const typed = async (keys: string, expected: string) => {
+      await tmux("send-keys", "-t", session, "C-u");
+      await tmux("send-keys", "-t", session, "-l", keys);
+      await tmux("send-keys", "-t", session, "Tab");
+      const screen = await screenUntil(
+        session,
+        (s) => s.trimEnd().split("\n").at(-1) === (prompt + expected).trimEnd(),
+        `"${keys}" + Tab gives "${expected}"`,
+      );
+      return screen;
+    };
+    try {
+      await startTerminal(session, joinCommand(server.addr.port, "--name", "ada"));
+      await screenUntil(session, (s) => s.includes(prompt.trimEnd()), "prompt");
+      await typed("/jo", "/join ");
+      await typed("/join te", "/join team2");
+      await typed("/msg pipe", "/msg piperina ");
+      await typed("pip", "piperina: ");
+      await tmux("send-keys", "-t", session, "Tab");
+      await screenUntil(
+        session,
+        (s) => s.trimEnd().split("\n").at(-1) === prompt + "pippa:",
+        "a second Tab: the next name",
+      );
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      await Promise.all([piperina.close(), pippa.close(), bob.close()]);
+      await server.shutdown();
+    }
+  },
+});

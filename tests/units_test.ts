@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { parseAddress } from "../common/cli.ts";
 import { parseInput, requestFrame } from "../text/commands.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
+import { complete, Completer } from "../client/complete.ts";
 import { SERVE_HELP } from "../server.ts";
 import { JOIN_HELP } from "../client.ts";
 import { LOG_HELP } from "../transcript.ts";
@@ -84,4 +85,23 @@ Deno.test("the README documents every flag each command's --help lists", async (
       assert.ok(new RegExp(`${flag}(?![a-z-])`).test(readme), `README lacks ${flag}`);
     }
   }
+});
+
+Deno.test("completion: commands, names at the start of a line and after /msg, rooms after /join; Tab again cycles", () => {
+  const known = {
+    commands: ["/join", "/me", "/msg"],
+    names: ["piperina", "pippa"],
+    rooms: ["team2", "teal"],
+  };
+  assert.deepEqual(complete("/jo", known), ["/join "]);
+  assert.deepEqual(complete("/m", known), ["/me ", "/msg "]);
+  assert.deepEqual(complete("/join #te", known), ["/join team2", "/join teal"]);
+  assert.deepEqual(complete("/msg PIPE", known), ["/msg piperina "]);
+  assert.deepEqual(complete("pip", known), ["piperina: ", "pippa: "]);
+  assert.deepEqual(complete("hello pip", known), [], "only at the start of a line");
+  const completer = new Completer(() => known);
+  assert.deepEqual(completer.complete("pip")[0], ["piperina: "]);
+  assert.deepEqual(completer.complete("piperina: ")[0], ["pippa: "]);
+  assert.deepEqual(completer.complete("pippa: ")[0], ["piperina: "]);
+  assert.deepEqual(completer.complete("zzz")[0], []);
 });
