@@ -527,7 +527,7 @@ class Client {
 
   #readTerminal(ui: TerminalUi): void {
     ui.rl.on("line", (line: string) => {
-      ui.eraseEntered();
+      ui.eraseEntered(line);
       const input = parseInput(line);
       const request = requestFrame(input);
       // Messages go through the outbox, which confirms them; the rest is sent as is.

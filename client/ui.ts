@@ -12,6 +12,13 @@ import type { ServerFrame } from "../protocol.ts";
 import { renderFrame, type RenderOptions } from "../text/render.ts";
 import { escapeJsonLine } from "../text/names.ts";
 import type { Completer } from "./complete.ts";
+import stringWidth from "string-width";
+
+/** The terminal rows `text` takes, by the columns its characters take (CJK and emoji two). */
+function rowsOf(text: string): number {
+  const columns = process.stdout.columns || 80;
+  return Math.max(1, Math.ceil(stringWidth(text) / columns));
+}
 
 /** Where frames and status lines are shown. */
 export interface Ui {
@@ -113,8 +120,8 @@ export class TerminalUi implements Ui {
   readonly #bell: boolean;
   /** Our name now, to tell our own messages and mentions of us. */
   readonly #me: () => string;
-  /** Whether the last line printed is a status, to be written over by the next. */
-  #statusShown = false;
+  /** The rows the last line printed took if it is a status, to be written over; else 0. */
+  #statusShown = 0;
 
   constructor(options: TerminalOptions) {
     const completer = options.completer;
@@ -165,7 +172,7 @@ export class TerminalUi implements Ui {
 
   /** Prints above the input line, then redraws the prompt and what was typed. */
   say(line: string): void {
-    this.#statusShown = false;
+    this.#statusShown = 0;
     readline.clearLine(process.stdout, 0);
     readline.cursorTo(process.stdout, 0);
     process.stdout.write(line + "\n");
@@ -173,19 +180,25 @@ export class TerminalUi implements Ui {
   }
 
   status(line: string): void {
-    if (this.#statusShown) {
-      // The status is the line just above the prompt: write over it.
-      readline.clearLine(process.stdout, 0);
-      readline.moveCursor(process.stdout, 0, -1);
+    const rows = this.#statusShown;
+    if (rows > 0) {
+      // The status is just above the prompt, on as many rows as it wrapped to: write over it.
+      readline.moveCursor(process.stdout, 0, -rows);
+      readline.cursorTo(process.stdout, 0);
+      readline.clearScreenDown(process.stdout);
     }
     this.say(line);
-    this.#statusShown = true;
+    this.#statusShown = rowsOf(line);
   }
 
-  /** Erases the line just entered: the server's echo will show it. */
-  eraseEntered(): void {
-    readline.moveCursor(process.stdout, 0, -1);
-    readline.clearLine(process.stdout, 0);
+  /**
+   * Erases the line just entered, on every row it wrapped to (wide
+   * characters take two columns): the server's echo will show it.
+   */
+  eraseEntered(line: string): void {
+    readline.moveCursor(process.stdout, 0, -rowsOf(this.rl.getPrompt() + line));
+    readline.cursorTo(process.stdout, 0);
+    readline.clearScreenDown(process.stdout);
   }
 
   close(): void {

@@ -249,3 +249,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: a line of wide characters that wraps is replaced whole by its echo",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const bob = await TestClient.join(server, "bob");
+    const session = `chat-wide-${Deno.pid}`;
+    try {
+      await startTerminal(session, joinCommand(server.addr.port, "--name", "ada"));
+      await screenUntil(session, (s) => s.includes("ada@lobby>"), "prompt");
+      const text = "李".repeat(60) + "👍"; // 122 columns: two rows of the 100-column terminal
+      await tmux("send-keys", "-t", session, "-l", text);
+      await tmux("send-keys", "-t", session, "Enter");
+      await bob.frames.waitFor((f) => f.type === "msg" && f.text === text, "the message");
+      const screen = await screenUntil(
+        session,
+        (s) => s.includes("ada: 李") && s.trimEnd().split("\n").at(-1) === "ada@lobby>",
+        "the echo, and a clean prompt below it",
+      );
+      // The echo "[hh:mm] ada: 李…👍" takes two rows; nothing of the typed line is left.
+      const rows = screen.split("\n").filter((row) => row.includes("李") || row.includes("👍"));
+      assert.equal(rows.length, 2, screen);
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      await bob.close();
+      await server.shutdown();
+    }
+  },
+});
