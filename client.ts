@@ -39,6 +39,10 @@ import { type JoinSecrets, promptHidden, readJoinSecrets } from "./client/secret
 import { StreamUi, TerminalUi, type Ui } from "./client/ui.ts";
 import { Completer, type Known } from "./client/complete.ts";
 
+/** Lines typed closer together than this are one paste. */
+const PASTE_GAP_MS = 30;
+/** A paste of more lines than this is sent only once confirmed. */
+const PASTE_CONFIRM_LINES = 5;
 /** The `ref` of requests the client makes for itself, whose answers it does not show. */
 const QUIET_REF = -1;
 /** Every slash command, for Tab completion. */
@@ -228,6 +232,8 @@ class Client {
   #leaving: number | undefined;
   #leaveAsked = Promise.withResolvers<void>();
   #quitTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Stops the wait that tells a paste from typing. */
+  #pasteTimer = () => {};
   #signals: Deno.Signal[] = [];
   /** Why the last try to reconnect failed, for the final message. */
   #lastTry: string | undefined;
@@ -320,6 +326,7 @@ class Client {
   }
 
   dispose(): void {
+    this.#pasteTimer();
     clearTimeout(this.#quitTimer);
     this.#outbox.stop();
     this.#link?.close();
@@ -526,34 +533,58 @@ class Client {
   }
 
   #readTerminal(ui: TerminalUi): void {
+    // Lines that come within a moment of each other are a paste: a long one is confirmed first.
+    let burst: string[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let confirming: string[] | undefined;
     ui.rl.on("line", (line: string) => {
       ui.eraseEntered(line);
-      const input = parseInput(line);
-      const request = requestFrame(input);
-      // Messages go through the outbox, which confirms them; the rest is sent as is.
-      if (request?.type === "msg") {
-        return this.#outbox.add(request.text, undefined, request.action ?? false);
+      if (confirming !== undefined) {
+        const lines = confirming;
+        confirming = undefined;
+        if (/^y(es)?$/i.test(line.trim())) return lines.forEach((l) => this.#typed(ui, l));
+        return ui.say(`* the ${lines.length} pasted lines were not sent`);
       }
-      if (request?.type === "dm") return this.#outbox.add(request.text, request.to);
-      // A token typed with /op is given again in the hello after a reconnect.
-      if (request?.type === "op") this.#secrets.opToken = request.token;
-      if (request !== undefined) return this.#link?.send(request);
-      switch (input.kind) {
-        case "help":
-          return [...COMMAND_HELP, ...OPERATOR_HELP].forEach((help) => ui.say(`* ${help}`));
-        case "quit":
-          return this.leave(ExitCode.ok);
-        case "empty":
-          return ui.rl.prompt();
-        case "unknown":
-          return ui.say(`! unknown command /${input.command}; try /help`);
-        case "usage":
-          return ui.say(`! ${input.message}`);
-      }
+      burst.push(line);
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        const lines = burst;
+        burst = [];
+        if (lines.length <= PASTE_CONFIRM_LINES) return lines.forEach((l) => this.#typed(ui, l));
+        confirming = lines;
+        ui.say(`* send these ${lines.length} pasted lines as ${lines.length} messages? (y/n)`);
+      }, PASTE_GAP_MS);
+      this.#pasteTimer = () => clearTimeout(timer);
     });
     ui.rl.on("SIGINT", () => this.leave(ExitCode.ok));
     ui.rl.on("close", () => this.leave(ExitCode.ok)); // Ctrl-D
     ui.rl.prompt();
+  }
+
+  /** One line typed in the terminal: a message, or a command. */
+  #typed(ui: TerminalUi, line: string): void {
+    const input = parseInput(line);
+    const request = requestFrame(input);
+    // Messages go through the outbox, which confirms them; the rest is sent as is.
+    if (request?.type === "msg") {
+      return this.#outbox.add(request.text, undefined, request.action ?? false);
+    }
+    if (request?.type === "dm") return this.#outbox.add(request.text, request.to);
+    // A token typed with /op is given again in the hello after a reconnect.
+    if (request?.type === "op") this.#secrets.opToken = request.token;
+    if (request !== undefined) return this.#link?.send(request);
+    switch (input.kind) {
+      case "help":
+        return [...COMMAND_HELP, ...OPERATOR_HELP].forEach((help) => ui.say(`* ${help}`));
+      case "quit":
+        return this.leave(ExitCode.ok);
+      case "empty":
+        return ui.rl.prompt();
+      case "unknown":
+        return ui.say(`! unknown command /${input.command}; try /help`);
+      case "usage":
+        return ui.say(`! ${input.message}`);
+    }
   }
 
   /** Sends each piped line, then leaves once all are confirmed. */

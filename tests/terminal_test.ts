@@ -279,3 +279,46 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: pasted lines go as messages in order; a long paste is sent only once confirmed",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const bob = await TestClient.join(server, "bob");
+    const session = `chat-paste-${Deno.pid}`;
+    const paste = async (lines: string[]) => {
+      await tmux("set-buffer", "-b", "chat-paste", lines.join("\n") + "\n");
+      await tmux("paste-buffer", "-b", "chat-paste", "-t", session);
+    };
+    const texts = () => bob.messages().map((m) => m.text);
+    try {
+      await startTerminal(session, joinCommand(server.addr.port, "--name", "ada"));
+      await screenUntil(session, (s) => s.includes("ada@lobby>"), "prompt");
+
+      await paste(["p1", "p2", "p3"]);
+      await bob.frames.waitFor(() => texts().includes("p3"), "a short paste");
+      assert.deepEqual(texts(), ["p1", "p2", "p3"]);
+
+      const long = Array.from({ length: 8 }, (_, i) => `q${i + 1}`);
+      await paste(long);
+      await screenUntil(session, (s) => s.includes("send these 8 pasted lines"), "the question");
+      await tmux("send-keys", "-t", session, "y", "Enter");
+      await bob.frames.waitFor(() => texts().includes("q8"), "the long paste, confirmed");
+      assert.deepEqual(texts().slice(3), long);
+
+      await paste(Array.from({ length: 7 }, (_, i) => `r${i + 1}`));
+      await screenUntil(session, (s) => s.includes("send these 7 pasted lines"), "asked again");
+      await tmux("send-keys", "-t", session, "n", "Enter");
+      await screenUntil(session, (s) => s.includes("the 7 pasted lines were not sent"), "dropped");
+      await tmux("send-keys", "-t", session, "-l", "after");
+      await tmux("send-keys", "-t", session, "Enter");
+      await bob.frames.waitFor(() => texts().includes("after"), "the next typed line");
+      assert.ok(!texts().some((t) => t.startsWith("r")), "nothing of the refused paste");
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      await bob.close();
+      await server.shutdown();
+    }
+  },
+});
