@@ -392,9 +392,9 @@ export type Line = Uint8Array | FrameError;
 
 /**
  * Splits a byte stream into lines, holding at most `maxLineBytes` of a
- * partial line. A longer line is reported once as `frame_too_large` and the
- * rest of it is skipped as it arrives, so memory stays bounded whatever a
- * peer sends.
+ * partial line. A longer line is skipped as it arrives, so memory stays
+ * bounded whatever a peer sends, and reported once as `frame_too_large`
+ * when it ends, with the `ref` its last bytes hold, if any.
  *
  * @example
  * ```ts
@@ -409,6 +409,8 @@ export class LineDecoder {
   #pending = new Uint8Array(0);
   #pendingLength = 0;
   #skipping = false;
+  /** The last bytes of a line being skipped: where its `ref` is, if it has one. */
+  #tail = new Uint8Array(0);
 
   constructor(options: { maxLineBytes?: number } = {}) {
     this.#max = options.maxLineBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -430,12 +432,21 @@ export class LineDecoder {
       const nl = chunk.indexOf(10, start);
       const end = nl === -1 ? chunk.length : nl;
       if (this.#skipping) {
-        if (nl !== -1) this.#skipping = false;
+        this.#keepTail(chunk.subarray(start, end));
+        if (nl !== -1) {
+          this.#skipping = false;
+          lines.push(tooLarge(this.#max, this.#tail));
+        }
       } else if (this.#pendingLength + (end - start) > this.#max + 1) {
-        // +1 leaves room for a '\r' that will be trimmed.
+        // +1 leaves room for a '\r' that will be trimmed. The line is skipped from here on,
+        // and reported when it ends, with its ref if its last bytes hold one.
+        this.#tail = new Uint8Array(0);
+        this.#keepTail(this.#pending.subarray(0, this.#pendingLength));
+        this.#keepTail(chunk.subarray(start, end));
         this.#pendingLength = 0;
+        if (this.#pending.length > 4096) this.#pending = new Uint8Array(0);
         this.#skipping = nl === -1;
-        lines.push(tooLarge(this.#max));
+        if (nl !== -1) lines.push(tooLarge(this.#max, this.#tail));
       } else if (nl === -1) {
         this.#hold(chunk.subarray(start, end));
       } else {
@@ -473,17 +484,37 @@ export class LineDecoder {
     if (line.length > 0 && line[line.length - 1] === 13) {
       line = line.subarray(0, line.length - 1);
     }
-    if (line.length > this.#max) return tooLarge(this.#max);
+    if (line.length > this.#max) return tooLarge(this.#max, line.subarray(-TAIL_BYTES));
     return line;
+  }
+
+  #keepTail(bytes: Uint8Array): void {
+    if (bytes.length >= TAIL_BYTES) {
+      this.#tail = bytes.slice(bytes.length - TAIL_BYTES);
+      return;
+    }
+    const joined = new Uint8Array(Math.min(TAIL_BYTES, this.#tail.length + bytes.length));
+    const keep = joined.length - bytes.length;
+    joined.set(this.#tail.subarray(this.#tail.length - keep));
+    joined.set(bytes, keep);
+    this.#tail = joined;
   }
 }
 
-function tooLarge(max: number): FrameError {
-  return {
+/** How much of a skipped line's end is kept to find its `ref` in. */
+const TAIL_BYTES = 64;
+const latin1 = new TextDecoder("latin1");
+
+function tooLarge(max: number, tail?: Uint8Array): FrameError {
+  // A frame's `ref` usually comes last (as JSON.stringify writes it): look for it at the end.
+  const ref = tail && /"ref"\s*:\s*(-?\d{1,16})\s*}\s*\r?$/.exec(latin1.decode(tail))?.[1];
+  const error: FrameError = {
     type: "frame_error",
     code: "frame_too_large",
     message: `frame longer than ${max} bytes; it was skipped`,
   };
+  if (ref !== undefined && Number.isSafeInteger(Number(ref))) error.ref = Number(ref);
+  return error;
 }
 
 // ---------------------------------------------------------------- parsing

@@ -332,3 +332,17 @@ Deno.test("with --db, a locked database refuses promptly and never stalls anyone
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a line over the limit is answered when it ends, with the ref it ends with", async () => {
+  await withServer({ maxFrameBytes: 1024 }, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada");
+    clients.push(ada);
+    const line = `{"type":"msg","text":"${"y".repeat(5000)}","ref":77}\n`;
+    // In pieces, as a slow network would deliver it.
+    for (let at = 0; at < line.length; at += 700) await ada.sendRaw(line.slice(at, at + 700));
+    const error = await ada.waitForError("frame_too_large");
+    assert.equal(error.type === "error" && error.ref, 77);
+    await ada.send({ type: "msg", text: "still fine", ref: 78 });
+    await ada.frames.waitFor((f) => f.type === "msg" && f.ref === 78, "the next message");
+  });
+});

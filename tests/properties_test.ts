@@ -61,8 +61,7 @@ function model(bytes: Uint8Array, max: number): { out: Out[]; pending: number } 
     const line = piece.at(-1) === 13 ? piece.slice(0, -1) : piece;
     return line.length > max ? "frame_too_large" : line;
   });
-  // An unfinished line is reported as soon as it cannot fit, and then not held.
-  if (tail.length > max + 1) out.push("frame_too_large");
+  // An unfinished line that cannot fit is not held, and is reported only when it ends.
   return { out, pending: tail.length > max + 1 ? 0 : tail.length };
 }
 
