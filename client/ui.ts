@@ -14,9 +14,17 @@ import { escapeJsonLine } from "../text/names.ts";
 import type { Completer } from "./complete.ts";
 import stringWidth from "string-width";
 
-/** The terminal rows `text` takes, by the columns its characters take (CJK and emoji two). */
-function rowsOf(text: string): number {
-  const columns = process.stdout.columns || 80;
+/**
+ * The terminal rows `text` takes, by the columns its characters take (CJK
+ * and emoji two, combining marks none).
+ *
+ * @example
+ * ```ts
+ * import { rowsOf } from "./ui.ts";
+ * rowsOf("李".repeat(50), 80); // 2: a hundred columns
+ * ```
+ */
+export function rowsOf(text: string, columns = process.stdout.columns || 80): number {
   return Math.max(1, Math.ceil(stringWidth(text) / columns));
 }
 

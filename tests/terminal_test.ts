@@ -322,3 +322,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "terminal: a half-typed line survives a reconnect",
+  ignore: !hasTmux,
+  async fn() {
+    let server = startServer();
+    const port = server.addr.port;
+    const session = `chat-keep-${Deno.pid}`;
+    try {
+      await startTerminal(session, joinCommand(port, "--name", "ada"));
+      await screenUntil(session, (s) => s.includes("ada@lobby>"), "prompt");
+      await tmux("send-keys", "-t", session, "-l", "half typed");
+      await server.shutdown();
+      await screenUntil(session, (s) => s.includes("reconnecting in"), "reconnecting");
+      server = startServer({ port }); // back on the same port
+      const lastLine = (s: string) => s.trimEnd().split("\n").at(-1);
+      await screenUntil(
+        session,
+        (s) => s.includes("* reconnected") && lastLine(s) === "ada@lobby> half typed",
+        "reconnected, with what was typed still there",
+      );
+      const bob = await TestClient.join(server, "bob");
+      await tmux("send-keys", "-t", session, " and sent", "Enter");
+      await bob.frames.waitFor((f) => f.type === "msg" && f.text === "half typed and sent", "sent");
+      await bob.close();
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => {});
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "terminal: /quit and Ctrl-C give the terminal back as it was",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const sessions: string[] = [];
+    try {
+      for (const [name, keys] of [["ada", ["/quit", "Enter"]], ["bea", ["C-c"]]] as const) {
+        const session = `chat-restore-${Deno.pid}-${name}`;
+        sessions.push(session);
+        const command = `${joinCommand(server.addr.port, "--name", name)}; stty -a`;
+        await startTerminal(session, command);
+        await screenUntil(session, (s) => s.includes(`${name}@lobby>`), "prompt");
+        if (keys.length === 2) await tmux("send-keys", "-t", session, "-l", keys[0]);
+        await tmux("send-keys", "-t", session, keys.at(-1)!);
+        const screen = await screenUntil(session, (s) => /\bicanon\b/.test(s), "stty's report");
+        assert.match(screen, /(^|\s)icanon(\s|$)/m, "line editing is back");
+        assert.match(screen, /(^|\s)echo(\s|$)/m, "echo is back");
+        assert.doesNotMatch(screen, /-icanon|(^|\s)-echo(\s|$)/m);
+      }
+    } finally {
+      for (const session of sessions) await tmux("kill-session", "-t", session).catch(() => {});
+      await server.shutdown();
+    }
+  },
+});

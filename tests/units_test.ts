@@ -3,6 +3,7 @@ import { parseAddress } from "../common/cli.ts";
 import { parseInput, requestFrame } from "../text/commands.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
 import { complete, Completer } from "../client/complete.ts";
+import { mentions, rowsOf } from "../client/ui.ts";
 import { SERVE_HELP } from "../server.ts";
 import { JOIN_HELP } from "../client.ts";
 import { LOG_HELP } from "../transcript.ts";
@@ -104,4 +105,22 @@ Deno.test("completion: commands, names at the start of a line and after /msg, ro
   assert.deepEqual(completer.complete("piperina: ")[0], ["pippa: "]);
   assert.deepEqual(completer.complete("pippa: ")[0], ["piperina: "]);
   assert.deepEqual(completer.complete("zzz")[0], []);
+});
+
+Deno.test("terminal width: wide characters take two columns, marks none, and lines wrap by columns", () => {
+  assert.equal(rowsOf("", 80), 1);
+  assert.equal(rowsOf("x".repeat(80), 80), 1);
+  assert.equal(rowsOf("x".repeat(81), 80), 2);
+  assert.equal(rowsOf("李".repeat(40), 80), 1);
+  assert.equal(rowsOf("李".repeat(41), 80), 2);
+  assert.equal(rowsOf("👍".repeat(41), 80), 2);
+  assert.equal(rowsOf("e\u0301".repeat(80), 80), 1, "a combining accent takes no column");
+});
+
+Deno.test("mentions: a name as a word of its own, in any case", () => {
+  assert.ok(mentions("ada: look", "Ada"));
+  assert.ok(mentions("thanks, ADA!", "ada"));
+  assert.ok(!mentions("adamant", "ada"));
+  assert.ok(!mentions("nevada", "ada"));
+  assert.ok(mentions("nevada and ada", "ada"));
 });
