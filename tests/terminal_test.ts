@@ -380,3 +380,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "terminal: --color always colours names even with NO_COLOR; never and auto with NO_COLOR do not",
+  ignore: !hasTmux,
+  async fn() {
+    const server = startServer();
+    const bob = await TestClient.join(server, "bob");
+    const dir = await Deno.makeTempDir();
+    const sessions: string[] = [];
+    try {
+      const coloured: boolean[] = [];
+      for (const flags of [["--color", "always"], ["--color=never"], []]) {
+        const session = `chat-color-${Deno.pid}-${sessions.length}`;
+        sessions.push(session);
+        const name = `ada${sessions.length}`;
+        const command = joinCommand(server.addr.port, "--name", name, ...flags);
+        await startTerminal(session, `NO_COLOR=1 ${command}`);
+        const output = `${dir}/${session}.out`;
+        await tmux("pipe-pane", "-o", "-t", session, `cat >> '${output}'`);
+        await screenUntil(session, (s) => s.includes(`${name}@lobby>`), "prompt");
+        await bob.send({ type: "msg", text: `hello ${sessions.length}` });
+        await screenUntil(session, (s) => s.includes(`bob: hello ${sessions.length}`), "message");
+        const raw = await Deno.readTextFile(output);
+        coloured.push(/\x1b\[(\d+;)*\d+m/.test(raw)); // a colour or style, not cursor movement
+      }
+      assert.deepEqual(coloured, [true, false, false]);
+    } finally {
+      for (const session of sessions) await tmux("kill-session", "-t", session).catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+      await bob.close();
+      await server.shutdown();
+    }
+  },
+});
