@@ -404,7 +404,8 @@ Deno.test({
         await bob.send({ type: "msg", text: `hello ${sessions.length}` });
         await screenUntil(session, (s) => s.includes(`bob: hello ${sessions.length}`), "message");
         const raw = await Deno.readTextFile(output);
-        coloured.push(/\x1b\[(\d+;)*\d+m/.test(raw)); // a colour or style, not cursor movement
+        // A colour or style (ESC [ … m), not the cursor movement readline also writes.
+        coloured.push(new RegExp(String.fromCharCode(27) + "\\[(\\d+;)*\\d+m").test(raw));
       }
       assert.deepEqual(coloured, [true, false, false]);
     } finally {
