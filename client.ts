@@ -45,6 +45,8 @@ const PASTE_GAP_MS = 30;
 const PASTE_CONFIRM_LINES = 5;
 /** The `ref` of requests the client makes for itself, whose answers it does not show. */
 const QUIET_REF = -1;
+/** The most names kept for Tab completion. */
+const MAX_COMPLETED_NAMES = 10_000;
 /** Every slash command, for Tab completion. */
 const COMMANDS = [...COMMAND_HELP, ...OPERATOR_HELP]
   .map((line) => line.split(/\s+/)[0])
@@ -224,7 +226,7 @@ class Client {
   #epoch: string | undefined;
   /** Who is in our room, and the rooms we know of, for Tab completion. */
   #present = new Set<string>();
-  readonly #knownRooms = new Set<string>();
+  #knownRooms = new Set<string>();
   /** The id of the last private message seen, to or from us. */
   #dmSeen: number | undefined;
   #link: Link | undefined;
@@ -444,7 +446,7 @@ class Client {
         continue;
       }
       if (this.#outbox.receive(frame, this.#name!)) continue;
-      if (frame.type === "rooms") frame.rooms.forEach((room) => this.#knownRooms.add(room.name));
+      if (frame.type === "rooms") this.#knownRooms = new Set(frame.rooms.map((room) => room.name));
       if ("ref" in frame && frame.ref === QUIET_REF) continue; // asked for by the client itself
       this.#follow(frame);
       if (
@@ -508,8 +510,10 @@ class Client {
   /** Who is in the room, for Tab completion. */
   #followPresence(event: Extract<ServerFrame, { type: "event" }>): void {
     if (event.room !== this.#room) return;
-    if (event.event === "join") this.#present.add(event.name);
-    else if (["leave", "kick", "ban"].includes(event.event)) this.#present.delete(event.name);
+    // Bounded whatever a server sends: a room's names beyond this are not offered.
+    if (event.event === "join" && this.#present.size < MAX_COMPLETED_NAMES) {
+      this.#present.add(event.name);
+    } else if (["leave", "kick", "ban"].includes(event.event)) this.#present.delete(event.name);
     else if (event.event === "rename") {
       this.#present.delete(event.from ?? "");
       this.#present.add(event.name);
