@@ -23,7 +23,7 @@ import {
 } from "./common/cli.ts";
 import { Hub } from "./server/hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
-import { type Connection, renderLine, Session, slowConsumer } from "./server/session.ts";
+import { type Connection, Session, slowConsumer } from "./server/session.ts";
 import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
@@ -188,7 +188,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
             message: "the server could not store your message, so it was not sent; try again",
             ...(ref === undefined ? {} : { ref }),
           };
-          member.deliver(member.plain ? renderLine(error) : encodeFrame(error));
+          member.deliver(member.codec.encode(error));
         }
       },
     });

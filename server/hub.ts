@@ -3,9 +3,9 @@
  *
  * It holds who is online under which name, the rooms with their members,
  * topics and recent history, and hands out ids and per-room sequence
- * numbers. A broadcast encodes its frame once (and once more as a text line
- * if a plain-text client is in the room) and pushes the same bytes into each
- * member's bounded outbound queue; it never waits for a member. A member
+ * numbers. A broadcast encodes its frame once per codec in use in the room
+ * (JSON lines, text lines; see `codec.ts`) and pushes the same bytes into
+ * each member's bounded outbound queue; it never waits for a member. A member
  * whose queue is full is reported through `onOverflow` after the broadcast
  * has reached everyone else, so disconnecting it (and announcing that)
  * cannot interleave with the frame being delivered.
@@ -31,13 +31,13 @@
 
 import {
   type DirectFrame,
-  encodeFrame,
   type ErrorFrame,
   type EventFrame,
   type MessageFrame,
   nameKey,
 } from "../protocol.ts";
-import { count, renderFrame } from "../text/render.ts";
+import { count } from "../text/render.ts";
+import { type Codec, Encodings, jsonLines } from "./codec.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
 import { type BanRecord, Moderation } from "./moderation.ts";
@@ -46,8 +46,8 @@ import { type BanRecord, Moderation } from "./moderation.ts";
 export interface Member {
   /** The granted name; the hub sets it. */
   name: string;
-  /** A plain-text (nc, telnet) client rather than a protocol client. */
-  readonly plain: boolean;
+  /** How frames are written for it. */
+  readonly codec: Codec;
   /** The room the member is in; the hub sets it. */
   room: Room | undefined;
   /** Queues bytes for the member; false when its queue is full. */
@@ -64,7 +64,6 @@ export class Room {
   topic = "";
   /** The seq of the last message numbered in this room (with a journal, maybe not yet relayed). */
   lastSeq = 0;
-  plainCount = 0;
   readonly history: RoomHistory;
   /** When the last member left; undefined while anyone is in. */
   emptySince: number | undefined;
@@ -207,7 +206,6 @@ interface DirectLog {
   bytes: number;
 }
 
-const lineEncoder = new TextEncoder();
 
 /**
  * Who is online, the rooms, and the broadcast to them.
@@ -215,8 +213,9 @@ const lineEncoder = new TextEncoder();
  * @example
  * ```ts
  * import { Hub } from "./hub.ts";
+ * import { jsonLines } from "./codec.ts";
  * const hub = new Hub({ announceLimit: 200, retention: 1000, maxRooms: 100, onOverflow: () => {} });
- * const member = { name: "", plain: false, op: false, address: "10.0.0.7", room: undefined, deliver: () => true };
+ * const member = { name: "", codec: jsonLines, op: false, address: "10.0.0.7", room: undefined, deliver: () => true };
  * if (hub.claim(member, "ada")) {
  *   hub.enter(member, "lobby", { history: 50 });
  *   hub.announceJoin(member);
@@ -338,7 +337,6 @@ export class Hub {
     room.members.set(nameKey(member.name), member);
     if (member.op) room.ops.add(member);
     room.emptySince = undefined;
-    if (member.plain) room.plainCount++;
     member.room = room;
 
     const { since, epoch } = options;
@@ -647,13 +645,14 @@ export class Hub {
       text,
     };
     if (ref !== undefined) frame.ref = ref;
-    const bytes = encodeFrame(frame);
-    this.#logDirect(nameKey(target.name), frame, bytes.length);
-    if (target !== member) this.#logDirect(nameKey(member.name), frame, bytes.length);
-    const forTarget = target.plain ? lineEncoder.encode(renderFrame(frame) + "\r\n") : bytes;
+    const encodings = new Encodings(frame);
+    const size = encodings.for(jsonLines).length; // what replaying it to a protocol client costs
+    this.#logDirect(nameKey(target.name), frame, size);
+    if (target !== member) this.#logDirect(nameKey(member.name), frame, size);
     const overflowed: Member[] = [];
-    if (!target.deliver(forTarget)) overflowed.push(target);
-    if (target !== member && !member.plain && !member.deliver(bytes)) overflowed.push(member);
+    if (!target.deliver(encodings.for(target.codec))) overflowed.push(target);
+    const confirm = target !== member && member.codec.echoesOwnMessages;
+    if (confirm && !member.deliver(encodings.for(member.codec))) overflowed.push(member);
     for (const m of overflowed) this.#options.onOverflow(m);
     return true;
   }
@@ -795,7 +794,6 @@ export class Hub {
     const room = member.room!;
     room.members.delete(nameKey(member.name));
     room.ops.delete(member);
-    if (member.plain) room.plainCount--;
     member.room = undefined;
     if (!silent && !this.#closed && room.members.size < this.#options.announceLimit) {
       this.#emit(room, { event: "leave", name: member.name, reason });
@@ -853,24 +851,22 @@ export class Hub {
   /** Adds an accepted (and, with a journal, stored) message to history and relays it. */
   #relay(message: StoredMessage, room: Room, sender: Member): void {
     this.#remember(room, message);
-    const bytes = this.#deliver(room, messageFrame(message), sender);
+    const encodings = this.#deliver(room, messageFrame(message), sender);
     // A sender that moved on before the batch was stored still gets its confirmation.
-    if (sender.room !== undefined && sender.room !== room && !sender.plain) {
-      if (!sender.deliver(bytes)) this.#options.onOverflow(sender);
+    if (sender.room !== undefined && sender.room !== room && sender.codec.echoesOwnMessages) {
+      if (!sender.deliver(encodings.for(sender.codec))) this.#options.onOverflow(sender);
     }
   }
 
-  /** Delivers a frame to everyone in `room`; returns its encoded bytes. */
-  #deliver(room: Room, frame: MessageFrame | EventFrame, sender?: Member): Uint8Array {
-    const bytes = encodeFrame(frame);
-    // Plain clients read their own typing on screen; they get no echo.
-    const line = room.plainCount > 0 ? lineEncoder.encode(renderFrame(frame) + "\r\n") : bytes;
+  /** Delivers a frame to everyone in `room`, encoded once per codec; returns the encodings. */
+  #deliver(room: Room, frame: MessageFrame | EventFrame, sender?: Member): Encodings {
+    const encodings = new Encodings(frame);
     let overflowed: Member[] | undefined;
     for (const member of room.members.values()) {
-      if (member.plain && member === sender) continue;
-      if (!member.deliver(member.plain ? line : bytes)) (overflowed ??= []).push(member);
+      if (member === sender && !member.codec.echoesOwnMessages) continue;
+      if (!member.deliver(encodings.for(member.codec))) (overflowed ??= []).push(member);
     }
     for (const member of overflowed ?? []) this.#options.onOverflow(member);
-    return bytes;
+    return encodings;
   }
 }

@@ -24,11 +24,11 @@ import { COMMAND_HELP, OPERATOR_HELP, parseInput, requestFrame } from "../text/c
 import type { Entry, Hub, Member, Room } from "./hub.ts";
 import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
+import { type Codec, jsonLines, textLines } from "./codec.ts";
 import {
   type BanFrame,
   type ClientFrame,
   type DirectFrame,
-  encodeFrame,
   type ErrorCode,
   type ErrorFrame,
   type HelloFrame,
@@ -46,7 +46,7 @@ import {
   type UnbanFrame,
   validateName,
 } from "../protocol.ts";
-import { count, renderFrame } from "../text/render.ts";
+import { count } from "../text/render.ts";
 import { cleanText } from "../text/names.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
 import { within } from "../common/timeout.ts";
@@ -122,7 +122,7 @@ type Mode = "undecided" | "protocol" | "plain";
 /** A connected client, joined or not. */
 export class Session implements Member {
   name = "";
-  plain = false;
+  codec: Codec = jsonLines;
   op = false;
   room: Room | undefined;
   /** Proves, in a later hello, that a new connection is this same user. */
@@ -204,7 +204,7 @@ export class Session implements Member {
       this.close("protocol error: no hello in time");
       return;
     }
-    if (this.plain) return;
+    if (this.#mode === "plain") return; // a person in nc cannot answer pings
     const silent = now - this.#heardAt;
     if (silent >= idleTimeoutMs) {
       this.#error("timeout", `nothing heard from you for ${Math.round(silent / 1000)} s`);
@@ -279,14 +279,14 @@ export class Session implements Member {
   ): Promise<void> {
     if (this.#joined) {
       // A protocol client that dropped keeps its name for a while, for its token.
-      const holds = !this.plain && !takeover && !release;
+      const holds = this.#mode === "protocol" && !takeover && !release;
       const hold = holds ? { token: this.token, ms: this.#ctx.nameGraceMs } : undefined;
       this.#ctx.hub.leave(this, reason, { announce, keepDirects: takeover, hold });
     }
     this.#ctx.log(
       `disconnect ${this.remote}${this.#joined ? ` ${this.name}` : ""}: ${reason}`,
     );
-    if (notice) this.#queue.pushLast(this.#encode(notice), { dropQueued });
+    if (notice) this.#queue.pushLast(this.codec.encode(notice), { dropQueued });
     await within(this.#queue.drained(), this.#ctx.closeGraceMs);
     try {
       this.#conn.close();
@@ -296,16 +296,12 @@ export class Session implements Member {
   }
 
   #send(frame: ServerFrame): void {
-    if (!this.#queue.push(this.#encode(frame))) {
+    if (!this.#queue.push(this.codec.encode(frame))) {
       this.close("slow_consumer", {
         notice: slowConsumer(this.#ctx.maxQueueBytes),
         dropQueued: true,
       });
     }
-  }
-
-  #encode(frame: ServerFrame): Uint8Array {
-    return this.plain ? renderLine(frame) : encodeFrame(frame);
   }
 
   /** Sends an error; `ref` is the refused frame's, echoed so the client can match it. */
@@ -369,7 +365,7 @@ export class Session implements Member {
     this.#ctx.hub.leave(this, "switched to the chat protocol");
     this.#joined = false;
     this.#mode = "protocol";
-    this.plain = false;
+    this.codec = jsonLines;
     this.#history = this.#ctx.defaultHistory;
     this.#ctx.log(`late hello from ${this.remote}: now a protocol client`);
     this.#hello(frame);
@@ -504,7 +500,8 @@ export class Session implements Member {
    * whole, and what happens meanwhile follows it.
    */
   #sendHistory(entry: Entry): void {
-    if (this.plain && entry.replay.length === 0 && entry.gone === 0) return;
+    const text = this.#mode === "plain";
+    if (text && entry.replay.length === 0 && entry.gone === 0) return;
     const { room, replay } = entry;
     this.#send({
       type: "history",
@@ -515,13 +512,13 @@ export class Session implements Member {
       ...(entry.restarted ? { restarted: true } : {}),
     });
     if (replay.length === 0) {
-      if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
+      if (text) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
       return;
     }
     // Read from the room's history as the peer reads, by seq: the replay holds no messages of
     // its own, so a reader that never reads pins nothing the history has let go of. Encoded
     // as this session is now: a late hello must not turn a text replay into frames.
-    const encode = this.plain ? renderLine : encodeFrame;
+    const codec = this.codec;
     const history = room.history;
     let next = replay[0].seq;
     const last = replay[replay.length - 1].seq;
@@ -533,7 +530,7 @@ export class Session implements Member {
       }
       const message = history.at(next++);
       if (next > last) this.#replaying = undefined;
-      if (message) return encode(messageFrame(message, true));
+      if (message) return codec.encode(messageFrame(message, true));
       // So far behind that the room no longer keeps what it is owed: a slow consumer.
       this.#replaying = undefined;
       queueMicrotask(() =>
@@ -544,7 +541,7 @@ export class Session implements Member {
       );
       return undefined;
     });
-    if (this.plain) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
+    if (text) this.deliver(textEncoder.encode("* (end of earlier messages)\r\n"));
   }
 
   #join(wanted: string, ref?: number): void {
@@ -844,7 +841,7 @@ export class Session implements Member {
 
   #startPlain(): void {
     this.#mode = "plain";
-    this.plain = true;
+    this.codec = textLines;
     if (this.#ctx.gate.passwordRequired) {
       this.#awaitingPassword = true;
       this.deliver(textEncoder.encode(
@@ -955,11 +952,6 @@ const PASSWORD_TIMEOUT_MS = 60_000;
 
 function startsWithBom(line: Uint8Array): boolean {
   return line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf;
-}
-
-/** A frame as a plain-text client sees it: one line of text. */
-export function renderLine(frame: ServerFrame): Uint8Array {
-  return textEncoder.encode((renderFrame(frame) ?? "") + "\r\n");
 }
 
 /** Reads a connection as chunks; each chunk is valid until the next one. */
