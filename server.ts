@@ -18,6 +18,7 @@ import {
   Failure,
   formatAddress,
   integerFlag,
+  parseAddress,
   parseFlags,
   UsageError,
 } from "./common/cli.ts";
@@ -30,6 +31,7 @@ import { Gate } from "./server/auth.ts";
 import { AddressLimits } from "./server/address_limits.ts";
 import { addressKey } from "./server/address_key.ts";
 import { TlsServerConn } from "./server/tls_conn.ts";
+import { type Assets, handleHttp, machineNames, readAssets } from "./server/web.ts";
 import tls from "node:tls";
 import { within } from "./common/timeout.ts";
 
@@ -71,6 +73,10 @@ export interface ServeOptions {
   defaultHistory?: number;
   /** SQLite file for durable history; none keeps it in memory. */
   db?: string;
+  /** Also serve the web page and its WebSocket here (`--web`); off unless given. */
+  web?: { hostname: string; port: number };
+  /** Origins whose pages may open a chat socket besides the page's own (`--web-origin`). */
+  webOrigins?: string[];
   /** PEM certificate chain and private key: the port then speaks TLS only. */
   tls?: { cert: string; key: string };
   /** A password every client must give; none lets anyone in. */
@@ -128,10 +134,19 @@ export const SERVE_DEFAULTS = {
   roomExpiryMs: 10 * 60_000,
 } as const;
 
+/** The web page's address could not be listened on (the chat's could). */
+export class WebListenError extends Error {
+  constructor(readonly reason: unknown) {
+    super(reason instanceof Error ? reason.message : String(reason));
+  }
+}
+
 /** A running server. */
 export interface ChatServer {
   /** Where it listens (the real port when 0 was asked for). */
   readonly addr: Deno.NetAddr;
+  /** Where the web page is served, with `web`. */
+  readonly webAddr: Deno.NetAddr | undefined;
   /** How many connections are open. */
   readonly connections: number;
   /** Shuts down gracefully; resolves when every socket is closed. */
@@ -160,7 +175,10 @@ export function serve(options: ServeOptions = {}): ChatServer {
   const sessions = new Map<Session, Promise<void>>();
   let hub: Hub;
   let listener: Deno.TcpListener;
+  let webListener: Deno.TcpListener | undefined;
+  let assets: Assets | undefined;
   try {
+    assets = config.web ? readAssets() : undefined;
     hub = new Hub({
       announceLimit: config.announceLimit,
       retention: config.retention,
@@ -193,6 +211,12 @@ export function serve(options: ServeOptions = {}): ChatServer {
       },
     });
     listener = Deno.listen({ hostname: config.hostname, port: config.port });
+    try {
+      if (config.web) webListener = Deno.listen(config.web);
+    } catch (error) {
+      listener.close();
+      throw new WebListenError(error);
+    }
   } catch (error) {
     opened?.writer.close();
     throw error;
@@ -236,14 +260,57 @@ export function serve(options: ServeOptions = {}): ChatServer {
   }, config.livenessCheckMs);
   let stopping: Promise<void> | undefined;
 
-  function accept(tcp: Deno.TcpConn): void {
+  /** Sets up a new TCP connection: TLS over it if configured. */
+  function wrap(tcp: Deno.TcpConn): Connection {
     try {
       tcp.setNoDelay(true);
       tcp.setKeepAlive(true);
     } catch {
       // The peer may already be gone; the read will tell.
     }
-    const conn: Connection = tlsContext ? new TlsServerConn(tcp, tlsContext) : tcp;
+    return tlsContext ? new TlsServerConn(tcp, tlsContext) : tcp;
+  }
+
+  function accept(tcp: Deno.TcpConn): void {
+    admit(wrap(tcp), { plainText: true });
+  }
+
+  const webOptions = {
+    assets: assets!,
+    origins: config.webOrigins ?? [],
+    hostNames: machineNames(),
+    timeoutMs: config.handshakeTimeoutMs,
+  };
+  /** Web connections still in their HTTP request, by address: bounded like sessions. */
+  const httpPending = new Map<string, number>();
+  const httpConns = new Set<Connection>();
+
+  async function acceptWeb(tcp: Deno.TcpConn): Promise<void> {
+    const conn = wrap(tcp);
+    const address = addressKey(conn.remoteAddr.hostname);
+    const pending = httpPending.get(address) ?? 0;
+    if (pending >= config.maxPerAddress || httpConns.size >= config.maxClients) {
+      conn.close();
+      return;
+    }
+    httpPending.set(address, pending + 1);
+    httpConns.add(conn);
+    let ws: Connection | undefined;
+    try {
+      ws = await handleHttp(conn, webOptions);
+    } finally {
+      httpConns.delete(conn);
+      const left = httpPending.get(address)! - 1;
+      if (left === 0) httpPending.delete(address);
+      else httpPending.set(address, left);
+    }
+    if (ws === undefined) return;
+    if (stopping !== undefined) return ws.close();
+    admit(ws, { plainText: false });
+  }
+
+  /** Starts a session on `conn`, unless the server or its address has too many. */
+  function admit(conn: Connection, { plainText }: { plainText: boolean }): void {
     if (sessions.size >= config.maxClients) {
       const { hostname, port } = conn.remoteAddr;
       log(`refused ${formatAddress(hostname, port)}: server full`);
@@ -279,7 +346,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
       return;
     }
     perAddress.set(address, fromAddress + 1);
-    const session = new Session(conn, context);
+    const session = new Session(conn, context, { plainText });
     sessions.set(
       session,
       session.run().finally(() => {
@@ -291,7 +358,10 @@ export function serve(options: ServeOptions = {}): ChatServer {
     );
   }
 
-  async function acceptLoop(): Promise<void> {
+  async function acceptLoop(
+    listener: Deno.TcpListener,
+    accept: (conn: Deno.TcpConn) => void,
+  ): Promise<void> {
     while (stopping === undefined) {
       try {
         for await (const conn of listener) accept(conn);
@@ -304,18 +374,24 @@ export function serve(options: ServeOptions = {}): ChatServer {
       }
     }
   }
-  const accepting = acceptLoop();
+  const accepting = Promise.all([
+    acceptLoop(listener, accept),
+    webListener ? acceptLoop(webListener, acceptWeb) : undefined,
+  ]);
 
   return {
     addr: listener.addr as Deno.NetAddr,
+    webAddr: webListener?.addr as Deno.NetAddr | undefined,
     get connections() {
       return sessions.size;
     },
     shutdown() {
       stopping ??= (async () => {
         listener.close();
+        webListener?.close();
         clearInterval(liveness);
         await accepting;
+        for (const conn of httpConns) conn.close();
         await hub.close();
         const notice: ErrorFrame = {
           type: "error",
@@ -377,8 +453,15 @@ Options:
   --password-file FILE    ... or the first line of this file
   --op-token-env VAR      the operator token (for /op); default: a new one
                           is made and printed at start
+  --web [HOST:]PORT       also serve the chat's web page and its WebSocket
+                          on this port (HOST defaults to --host's)
+  --web-origin ORIGIN     also let pages from ORIGIN (e.g. https://chat.lab.edu,
+                          for a DNS name) open a chat socket; a page's own
+                          origin is allowed when reached by IP address,
+                          localhost or this machine's name (repeatable)
   --tls-cert FILE         serve TLS only, with this PEM certificate (chain)
-  --tls-key FILE          ... and this PEM private key
+  --tls-key FILE          ... and this PEM private key (the web page too is
+                          then served over HTTPS only)
   --db FILE               keep rooms and messages in this SQLite file, so they
                           survive a restart (default: in memory only)
   --retention N           messages kept per room for replay (default ${SERVE_DEFAULTS.retention})
@@ -425,6 +508,8 @@ export function parseServeArgs(
       "op-token-env": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      web: { type: "string" },
+      "web-origin": { type: "string", multiple: true },
       "idle-timeout": { type: "string" },
       "name-grace": { type: "string" },
       "max-frame-bytes": { type: "string" },
@@ -461,7 +546,32 @@ export function parseServeArgs(
   if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together", help);
   }
+  let web: ServeOptions["web"];
+  if (values.web !== undefined) {
+    web = parseWebAddress(values.web, values.host ?? SERVE_DEFAULTS.hostname);
+    if (web === undefined) {
+      throw new UsageError(
+        `--web ${values.web}: expected PORT or HOST:PORT, e.g. --web 8080`,
+        help,
+      );
+    }
+  }
+  const webOrigins = values["web-origin"]?.flatMap((list) => list.split(","));
+  for (const origin of webOrigins ?? []) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new UsageError(
+        `--web-origin ${origin}: expected an origin such as https://chat.example.edu (scheme, ` +
+          "host and port if not the default; no path)",
+        help,
+      );
+    }
+  }
+  if (webOrigins !== undefined && web === undefined) {
+    throw new UsageError("--web-origin needs --web", help);
+  }
   return {
+    web,
+    webOrigins,
     secrets: {
       passwordEnv: values["password-env"],
       passwordFile: values["password-file"],
@@ -531,6 +641,13 @@ export async function runServe(args: string[]): Promise<number> {
         ExitCode.unavailable,
       );
     }
+    if (error instanceof WebListenError && options.web) {
+      const { hostname, port } = options.web;
+      throw new Failure(
+        listenFailure(error.reason, hostname, port).replace("--port", "--web"),
+        ExitCode.unavailable,
+      );
+    }
     throw new Failure(listenFailure(error, hostname, port), ExitCode.unavailable);
   }
   // Listen for Ctrl-C and SIGTERM before saying we are up, so that a stop asked for at once
@@ -546,7 +663,7 @@ export async function runServe(args: string[]): Promise<number> {
   };
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
 
-  printBanner(server.addr, options.name ?? SERVE_DEFAULTS.name, options.tls !== undefined);
+  printBanner(server, options.name ?? SERVE_DEFAULTS.name, options.tls !== undefined);
   if (options.secrets.opTokenEnv === undefined) {
     console.log(
       `Operator token (type "/op ${options.opToken}" in chat join to moderate): ` +
@@ -603,6 +720,22 @@ function readSecrets(sources: SecretSources): Pick<ServeOptions, "password" | "o
   return secrets;
 }
 
+/** `--web`'s value: PORT (on the chat's host) or HOST:PORT; port 0 picks a free one. */
+function parseWebAddress(
+  text: string,
+  defaultHost: string,
+): { hostname: string; port: number } | undefined {
+  if (/^\d+$/.test(text)) {
+    const port = Number(text);
+    return port <= 65535 ? { hostname: defaultHost, port } : undefined;
+  }
+  if (text.endsWith(":0")) {
+    const address = parseAddress(text.slice(0, -2), 1);
+    return address && { hostname: address.hostname, port: 0 };
+  }
+  return parseAddress(text, 8080);
+}
+
 function listenFailure(error: unknown, hostname: string, port: number): string {
   const where = formatAddress(hostname, port);
   if (error instanceof Deno.errors.AddrInUse) {
@@ -621,12 +754,16 @@ function listenFailure(error: unknown, hostname: string, port: number): string {
   return `cannot listen on ${where}: ${message}`;
 }
 
-/** Prints where the server listens and the ready-to-copy join commands. */
-function printBanner(addr: Deno.NetAddr, name: string, tls: boolean): void {
+/** Prints where the server listens and the ready-to-copy join commands and page links. */
+function printBanner(server: ChatServer, name: string, tls: boolean): void {
+  const { addr, webAddr } = server;
   const where = formatAddress(addr.hostname, addr.port);
   const lines = [`chat: "${name}" listening on ${where}${tls ? " (TLS only)" : ""}`];
-  const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
-  const hosts = wildcard ? lanAddresses(addr.hostname === "::") : [addr.hostname];
+  const hostsOf = (addr: Deno.NetAddr) => {
+    const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
+    return wildcard ? lanAddresses(addr.hostname === "::") : [addr.hostname];
+  };
+  const hosts = hostsOf(addr);
   const join = (host: string) =>
     `${joinCommand()} ${formatAddress(host, addr.port)}${tls ? " --tls --ca CERT.pem" : ""}`;
   const plain = (host: string) =>
@@ -638,6 +775,15 @@ function printBanner(addr: Deno.NetAddr, name: string, tls: boolean): void {
     for (const host of hosts) lines.push(`  ${join(host)}`, `  ${plain(host)}`);
   } else {
     lines.push(`Join on this machine with: ${join("127.0.0.1")}`);
+  }
+  if (webAddr) {
+    const webHosts = hostsOf(webAddr);
+    const url = (host: string) =>
+      `${tls ? "https" : "http"}://${formatAddress(host, webAddr.port)}/`;
+    lines.push("Or in a browser (add ?name=NAME&room=ROOM to hand out a ready link):");
+    for (const host of webHosts.length > 0 ? webHosts : ["127.0.0.1"]) {
+      lines.push(`  ${url(host)}`);
+    }
   }
   console.log(lines.join("\n"));
 }

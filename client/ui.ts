@@ -148,7 +148,7 @@ export class TerminalUi implements Ui {
     this.#style = style;
     this.#dim = (text) => style("dim", text);
     this.#render = {
-      name: (name) => style(NAME_COLOURS[hash(name) % NAME_COLOURS.length], name),
+      name: (name) => style(NAME_COLOURS[nameColourIndex(name)], name),
       notice: this.#dim,
     };
   }
@@ -215,8 +215,18 @@ export class TerminalUi implements Ui {
   }
 }
 
-function hash(text: string): number {
+/**
+ * Which of the six name colours a name gets, the same in every client (the
+ * web page has its copy): a hash of its UTF-16 code units.
+ *
+ * @example
+ * ```ts
+ * import { nameColourIndex } from "./ui.ts";
+ * nameColourIndex("ada") === nameColourIndex("ada"); // true, in every session
+ * ```
+ */
+export function nameColourIndex(name: string): number {
   let h = 0;
-  for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) >>> 0;
-  return h;
+  for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+  return h % NAME_COLOURS.length;
 }

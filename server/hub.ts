@@ -206,7 +206,6 @@ interface DirectLog {
   bytes: number;
 }
 
-
 /**
  * Who is online, the rooms, and the broadcast to them.
  *

@@ -157,9 +157,14 @@ export class Session implements Member {
   #heardAt: number;
   #pinged = false;
 
-  constructor(conn: Connection, ctx: SessionContext) {
+  /**
+   * `plainText: false` for a transport that only speaks the protocol (a
+   * WebSocket): its first line must be the hello, however long it takes.
+   */
+  constructor(conn: Connection, ctx: SessionContext, { plainText = true } = {}) {
     this.#conn = conn;
     this.#ctx = ctx;
+    if (!plainText) this.#mode = "protocol";
     this.remote = formatAddress(conn.remoteAddr.hostname, conn.remoteAddr.port);
     this.address = addressKey(conn.remoteAddr.hostname);
     this.#queue = new OutboundQueue(conn, {
@@ -230,13 +235,15 @@ export class Session implements Member {
         return this.close(`TLS handshake failed: ${describe(error)}`);
       }
     }
-    this.#plainTimer = setTimeout(() => {
-      this.#plainTimer = undefined; // an idle connection should not keep a spent timer
-      // Only silence makes a plain-text client: a started line is waited for (up to the
-      // handshake timeout), so that a slow hello is not taken for text.
-      const silent = this.#decoder.pendingBytes === 0;
-      if (this.#mode === "undecided" && !this.closed && silent) this.#startPlain();
-    }, this.#ctx.plainTextAfterMs);
+    if (this.#mode === "undecided") {
+      this.#plainTimer = setTimeout(() => {
+        this.#plainTimer = undefined; // an idle connection should not keep a spent timer
+        // Only silence makes a plain-text client: a started line is waited for (up to the
+        // handshake timeout), so that a slow hello is not taken for text.
+        const silent = this.#decoder.pendingBytes === 0;
+        if (this.#mode === "undecided" && !this.closed && silent) this.#startPlain();
+      }, this.#ctx.plainTextAfterMs);
+    }
     let reason = "connection closed";
     try {
       for await (const chunk of readChunks(this.#conn)) {

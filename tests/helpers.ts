@@ -236,7 +236,7 @@ export class PlainClient {
     this.lines = new LineReader(conn, (line) => decoder.decode(line).replace(/\r$/, ""));
   }
 
-  static async connect(server: ChatServer): Promise<PlainClient> {
+  static async connect(server: { addr: { port: number } }): Promise<PlainClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
     return new PlainClient(conn);
   }
@@ -270,8 +270,11 @@ export class Proxy {
   readonly #pairs = new Set<[Deno.TcpConn, Deno.TcpConn]>();
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #accepting: Promise<void>;
+  /** Resolved while connections may go through; see {@linkcode Proxy.hold}. */
+  #open = Promise.withResolvers<void>();
   /** How many connections it has carried. */
   connections = 0;
+  #closed = false;
 
   /**
    * With `slowStart`, what a client sends first is held back until the
@@ -282,6 +285,7 @@ export class Proxy {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.#listener = listener;
     this.port = listener.addr.port;
+    this.#open.resolve();
     this.#accepting = (async () => {
       for await (const conn of listener) this.#carry(conn, targetPort, options.slowStart ?? false);
     })();
@@ -289,7 +293,15 @@ export class Proxy {
 
   async #carry(conn: Deno.TcpConn, targetPort: number, slowStart: boolean): Promise<void> {
     this.connections++;
-    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+    await this.#open.promise;
+    if (this.#closed) return conn.close();
+    let upstream: Deno.TcpConn;
+    try {
+      upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+    } catch {
+      conn.close(); // the server is gone
+      return;
+    }
     const pair: [Deno.TcpConn, Deno.TcpConn] = [conn, upstream];
     this.#pairs.add(pair);
     const serverSpoke = Promise.withResolvers<void>();
@@ -323,13 +335,25 @@ export class Proxy {
     }
   }
 
+  /** New connections wait (a network that is down) until {@linkcode Proxy.release}. */
+  hold(): void {
+    this.#open = Promise.withResolvers<void>();
+  }
+
+  /** Lets held and new connections through again. */
+  release(): void {
+    this.#open.resolve();
+  }
+
   /** Cuts every connection through the proxy, both ways, at once. */
   cut(): void {
     for (const pair of [...this.#pairs]) this.#cutPair(pair);
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     this.#listener.close();
+    this.release();
     await this.#accepting.catch(() => {});
     this.cut();
     await Promise.all(this.#tasks);
