@@ -901,57 +901,5 @@ export function parseServerFrame(line: Uint8Array): ServerFrame | FrameError {
   }
 }
 
-// ---------------------------------------------------------------- text
-
-/**
- * Makes text safe to print on a terminal: control characters (escape
- * sequences among them), bidirectional overrides and other invisible format
- * characters become U+FFFD, so a peer cannot clear a screen, move the cursor
- * or retitle a window. Tabs become a space.
- *
- * @example
- * ```ts
- * import { neutralize } from "./protocol.ts";
- * neutralize("hi\x1b[2J"); // "hi\uFFFD[2J"
- * ```
- */
-export function neutralize(text: string): string {
-  return text.replace(/\t/g, " ").replace(UNSAFE, "\uFFFD");
-}
-// \p{Cc}: C0/C1 controls incl. ESC, CR, LF; \p{Cf}: bidi overrides, zero-width.
-const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
-
 // The rules for names live in text/names.ts; the wire format's users import them from here.
 export { checkName as validateName, nameKey, RESERVED_NAMES } from "./text/names.ts";
-
-/**
- * Splits text into pieces whose `msg` frames fit in `maxFrameBytes`, never
- * inside a character, so that a long pasted line is sent whole in parts
- * rather than refused.
- *
- * @example
- * ```ts
- * import { splitText } from "./protocol.ts";
- * splitText("x".repeat(600), 256).length; // 4: each piece leaves room for the frame around it
- * ```
- */
-export function splitText(text: string, maxFrameBytes: number): string[] {
-  // Room for {"type":"msg","text":"","ref":9007199254740991} around the text.
-  const budget = maxFrameBytes - 64;
-  const pieces: string[] = [];
-  let rest = text;
-  while (rest.length > 0) {
-    let take = Math.min(rest.length, budget);
-    for (;;) {
-      const size = encoder.encode(JSON.stringify(rest.slice(0, take))).length;
-      if (size <= budget) break;
-      take = Math.max(1, Math.floor(take * (budget / size) * 0.95));
-    }
-    // Keep a surrogate pair together.
-    const code = rest.charCodeAt(take - 1);
-    if (take < rest.length && take > 1 && code >= 0xd800 && code <= 0xdbff) take--;
-    pieces.push(rest.slice(0, take));
-    rest = rest.slice(take);
-  }
-  return pieces;
-}

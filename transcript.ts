@@ -10,7 +10,8 @@
 
 import { escapeJsonLine } from "./text/names.ts";
 import { ExitCode, Failure, parseFlags, UsageError } from "./common/cli.ts";
-import { neutralize, validateName } from "./protocol.ts";
+import { validateName } from "./protocol.ts";
+import { neutralize } from "./text/render.ts";
 import { DatabaseError, readTranscript, type StoredMessage } from "./store/sqlite.ts";
 
 /** `chat log --help`. */

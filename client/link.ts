@@ -12,12 +12,12 @@ import {
   type ClientFrame,
   encodeFrame,
   LineDecoder,
-  neutralize,
   parseServerFrame,
   type ServerFrame,
   type WelcomeFrame,
 } from "../protocol.ts";
 import { TIMED_OUT, within } from "../common/timeout.ts";
+import { neutralize } from "../text/render.ts";
 
 /** Server frames can be larger than client frames (a who list, say). */
 const MAX_SERVER_FRAME_BYTES = 1024 * 1024;

@@ -7,7 +7,7 @@
  */
 
 import type { ClientFrame, ServerFrame, WelcomeFrame } from "../protocol.ts";
-import { splitText } from "../protocol.ts";
+import { splitText } from "./split_text.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
 import type { Link } from "./link.ts";
 

@@ -39,14 +39,13 @@ import {
   type MotdFrame,
   type MuteFrame,
   nameKey,
-  neutralize,
   parseClientFrame,
   PROTOCOL_VERSION,
   type ServerFrame,
   type UnbanFrame,
   validateName,
 } from "../protocol.ts";
-import { count } from "../text/render.ts";
+import { count, neutralize } from "../text/render.ts";
 import { cleanText } from "../text/names.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
 import { within } from "../common/timeout.ts";

@@ -3,12 +3,12 @@ import {
   encodeFrame,
   type FrameError,
   LineDecoder,
-  neutralize,
   parseClientFrame,
   parseServerFrame,
-  splitText,
   validateName,
 } from "../protocol.ts";
+import { neutralize } from "../text/render.ts";
+import { splitText } from "../client/split_text.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (line: Uint8Array | FrameError) =>

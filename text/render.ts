@@ -9,7 +9,7 @@
  * @module
  */
 
-import { neutralize, type ServerFrame } from "../protocol.ts";
+import type { ServerFrame } from "../protocol.ts";
 
 /** How names are decorated; the terminal client colours them. */
 export interface RenderOptions {
@@ -153,3 +153,21 @@ export function renderFrame(frame: ServerFrame, options: RenderOptions = {}): st
 function topicOf(topic: string): string {
   return topic === "" ? "" : ` — topic: ${neutralize(topic)}`;
 }
+
+/**
+ * Makes text safe to print on a terminal: control characters (escape
+ * sequences among them), bidirectional overrides and other invisible format
+ * characters become U+FFFD, so a peer cannot clear a screen, move the cursor
+ * or retitle a window. Tabs become a space.
+ *
+ * @example
+ * ```ts
+ * import { neutralize } from "./render.ts";
+ * neutralize("hi\x1b[2J"); // "hi\uFFFD[2J"
+ * ```
+ */
+export function neutralize(text: string): string {
+  return text.replace(/\t/g, " ").replace(UNSAFE, "\uFFFD");
+}
+// \p{Cc}: C0/C1 controls incl. ESC, CR, LF; \p{Cf}: bidi overrides, zero-width.
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
