@@ -54,8 +54,8 @@ const COMMANDS = [...COMMAND_HELP, ...OPERATOR_HELP]
 
 /** Options of `chat join`. */
 export interface JoinOptions {
-  hostname: string;
-  port: number;
+  /** The servers to try, in turn, on connecting and on reconnecting. */
+  addresses: { hostname: string; port: number }[];
   name?: string;
   room?: string;
   /** Earlier messages to be shown on entering a room. */
@@ -84,13 +84,14 @@ const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
 
 /** `chat join --help`. */
-export const JOIN_HELP = `Usage: chat join [HOST[:PORT]] [options]
+export const JOIN_HELP = `Usage: chat join [HOST[:PORT][,HOST[:PORT]...]] [options]
 
 Joins a chat server (default 127.0.0.1:${DEFAULT_PORT}). In a terminal, type
 messages and press Enter; /help lists the commands. With stdin piped, every
 line is sent as a message and the client quits once the server has accepted
 them all. If the connection drops, the client reconnects by itself and gets
-what it missed.
+what it missed. Given several addresses, it tries them in turn, on
+connecting and on reconnecting.
 
 Options:
   --name NAME       the name to use (default: the server picks guestN)
@@ -150,14 +151,17 @@ export function parseJoinArgs(args: string[]): JoinOptions | "help" {
   if (positionals.length > 1) {
     throw new UsageError(`expected one address, got ${positionals.join(" ")}`, help);
   }
-  const address = parseAddress(positionals[0] ?? "127.0.0.1", DEFAULT_PORT);
-  if (address === undefined) {
-    throw new UsageError(`"${positionals[0]}" is not HOST or HOST:PORT`, help);
-  }
+  const addresses = (positionals[0] ?? "127.0.0.1").split(",").map((text) => {
+    const address = parseAddress(text.trim(), DEFAULT_PORT);
+    if (address === undefined) {
+      throw new UsageError(`"${text}" is not HOST or HOST:PORT`, help);
+    }
+    return address;
+  });
   const int = (name: string, value: string | undefined, fallback: number, max: number) =>
     value === undefined ? fallback : integerFlag(name, value, { min: 0, max, help });
   return {
-    ...address,
+    addresses,
     name: values.name,
     room: values.room?.replace(/^#/, ""),
     history: int("history", values.history, 50, 100_000),
@@ -230,6 +234,8 @@ class Client {
   /** The id of the last private message seen, to or from us. */
   #dmSeen: number | undefined;
   #link: Link | undefined;
+  /** Which of the addresses was reached last: tried first next time. */
+  #server = 0;
   /** Set once the user asked to leave, with the exit code to leave with. */
   #leaving: number | undefined;
   #leaveAsked = Promise.withResolvers<void>();
@@ -348,7 +354,8 @@ class Client {
         if (this.#secrets.password !== undefined) this.#ui.say(`! ${error.message}`);
         // Asking before the server will listen again would only be refused unchecked.
         if (error.retryMs) await new Promise((resolve) => setTimeout(resolve, error.retryMs));
-        const where = formatAddress(this.#options.hostname, this.#options.port);
+        const { hostname, port } = this.#options.addresses[this.#server];
+        const where = formatAddress(hostname, port);
         this.#secrets.password = await promptHidden(`Password for ${where}: `);
       }
     }
@@ -356,8 +363,7 @@ class Client {
 
   /** Opens a connection and says hello; throws a {@linkcode Failure}. */
   async #connect(): Promise<WelcomeFrame> {
-    const tls = this.#options.tls ? { caCerts: this.#secrets.caCerts } : undefined;
-    const link = await Link.open(this.#options.hostname, this.#options.port, tls);
+    const link = await this.#open();
     let welcome: WelcomeFrame;
     try {
       welcome = await link.hello({
@@ -389,6 +395,30 @@ class Client {
     link.send({ type: "rooms", ref: QUIET_REF }); // for Tab completion of room names
     this.#ui.setPrompt(welcome.name, welcome.room);
     return welcome;
+  }
+
+  /**
+   * Connects to the first of the addresses that answers, starting from the
+   * one reached last; throws the failures of all of them.
+   */
+  async #open(): Promise<Link> {
+    const tls = this.#options.tls ? { caCerts: this.#secrets.caCerts } : undefined;
+    const { addresses } = this.#options;
+    const failures: string[] = [];
+    for (let i = 0; i < addresses.length; i++) {
+      const at = (this.#server + i) % addresses.length;
+      try {
+        const link = await Link.open(addresses[at].hostname, addresses[at].port, tls);
+        this.#server = at;
+        return link;
+      } catch (error) {
+        // Not there: try the next address. Anything else (a bad certificate) is final.
+        const next = error instanceof Failure && error.exitCode === ExitCode.unavailable;
+        if (!next || addresses.length === 1) throw error;
+        failures.push((error as Failure).message);
+      }
+    }
+    throw new Failure(failures.join("; "), ExitCode.unavailable);
   }
 
   /** Tries to connect again with backoff; undefined when giving up. */

@@ -161,3 +161,28 @@ Deno.test("every compile task bakes in the same flags, and compile:all covers th
     "x86_64-unknown-linux-gnu",
   ]);
 });
+
+Deno.test("chat join A,B tries the addresses in turn, on connecting and on reconnecting", async () => {
+  // Nothing listens on the first address: a port taken and released.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = probe.addr.port;
+  probe.close();
+  const none = new Chat(["join", `127.0.0.1:${dead},127.0.0.1:${dead}`, "--name", "bob"]);
+  assert.equal(await none.exit(), 3);
+  assert.match(none.stderr, /127\.0\.0\.1:\d+.*; .*127\.0\.0\.1:\d+/, "both failures told");
+
+  const a = await startServe();
+  const b = await startServe();
+  const list = `127.0.0.1:${dead},127.0.0.1:${a.port},127.0.0.1:${b.port}`;
+  const ada = new Chat(["join", list, "--name", "ada"]);
+  try {
+    await a.serve.waitForStderr(/connect 127\.0\.0\.1:\d+ ada/);
+    await ada.waitFor(/connected to/);
+    await stop(a.serve); // a node lost: the next address in the list takes over
+    await b.serve.waitForStderr(/connect 127\.0\.0\.1:\d+ ada/);
+    await ada.waitForStderr(/reconnected/);
+  } finally {
+    await ada.exit();
+    await stop(b.serve);
+  }
+});
