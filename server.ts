@@ -24,7 +24,14 @@ import {
 } from "./common/cli.ts";
 import { Hub } from "./server/hub.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, type ErrorFrame, type Limits } from "./protocol.ts";
-import { type Connection, Session, slowConsumer } from "./server/session.ts";
+import {
+  type Connection,
+  replaced as replacedNotice,
+  Session,
+  slowConsumer,
+} from "./server/session.ts";
+import { RedisStore } from "./store/redis.ts";
+import type { StoredRoom } from "./store/sqlite.ts";
 import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
@@ -77,6 +84,13 @@ export interface ServeOptions {
   web?: { hostname: string; port: number };
   /** Origins whose pages may open a chat socket besides the page's own (`--web-origin`). */
   webOrigins?: string[];
+  /**
+   * With `--redis`: the shared store, connected, and the rooms it held at
+   * start. The server then shares one chat with every node on that Redis.
+   */
+  redis?: { store: RedisStore; rooms: StoredRoom[] };
+  /** How long a node's claim on a name lasts unrenewed, with `redis`. Default 15 s. */
+  nameLeaseMs?: number;
   /** PEM certificate chain and private key: the port then speaks TLS only. */
   tls?: { cert: string; key: string };
   /** A password every client must give; none lets anyone in. */
@@ -104,6 +118,8 @@ export interface ServeOptions {
 }
 
 const MB = 1024 * 1024;
+/** A node says it is alive on the bus every second; one silent this long is taken for dead. */
+const CLUSTER_DEAD_MS = 6000;
 
 /** The defaults of {@linkcode ServeOptions}, shown in `chat serve --help`. */
 export const SERVE_DEFAULTS = {
@@ -132,6 +148,7 @@ export const SERVE_DEFAULTS = {
   nameGraceMs: 60_000,
   stallTimeoutMs: 30_000,
   roomExpiryMs: 10 * 60_000,
+  nameLeaseMs: 15_000,
 } as const;
 
 /** The web page's address could not be listened on (the chat's could). */
@@ -179,14 +196,23 @@ export function serve(options: ServeOptions = {}): ChatServer {
   let assets: Assets | undefined;
   try {
     assets = config.web ? readAssets() : undefined;
+    const cluster = config.redis?.store;
     hub = new Hub({
+      cluster,
+      loaded: config.redis
+        ? { rooms: config.redis.rooms, nextId: 1, reservedUntil: 1, bans: [] }
+        : opened?.loaded,
+      onReplaced: (member) =>
+        (member as Session).close("replaced by a new connection", {
+          takeover: true,
+          notice: replacedNotice(),
+        }),
       announceLimit: config.announceLimit,
       retention: config.retention,
       roomHistoryBytes: config.roomHistoryBytes,
       historyBytes: config.historyBytes,
       maxRooms: config.maxRooms,
       journal: opened?.writer,
-      loaded: opened?.loaded,
       bans: opened?.loaded.bans,
       keepEmptyRoomMs: config.nameGraceMs,
       log,
@@ -257,7 +283,14 @@ export function serve(options: ServeOptions = {}): ChatServer {
     const now = context.clock.now = performance.now();
     for (const session of sessions.keys()) session.checkLiveness(now);
     hub.expire(now, config.roomExpiryMs);
+    hub.heartbeat(now, CLUSTER_DEAD_MS);
   }, config.livenessCheckMs);
+  // With --redis: the bus read in its order, and this node's names kept claimed.
+  const store = config.redis?.store;
+  store?.follow((items) => hub.receive(items));
+  const renewal = store
+    ? setInterval(() => store.renew(hub.claims).catch(() => {}), config.nameLeaseMs / 3)
+    : undefined;
   let stopping: Promise<void> | undefined;
 
   /** Sets up a new TCP connection: TLS over it if configured. */
@@ -401,6 +434,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
         for (const session of sessions.keys()) session.close("server_shutdown", { notice });
         await Promise.all(sessions.values());
         await opened?.writer.close();
+        clearInterval(renewal);
+        await hub.leaveCluster();
+        store?.close();
         log("stopped");
       })();
       return stopping;
@@ -464,6 +500,11 @@ Options:
                           then served over HTTPS only)
   --db FILE               keep rooms and messages in this SQLite file, so they
                           survive a restart (default: in memory only)
+  --redis URL             share one chat with every chat serve on this Redis
+                          (redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// for
+                          TLS); Redis then keeps the history
+  --redis-lease SECS      how long a stopped node's names stay taken (default
+                          ${SERVE_DEFAULTS.nameLeaseMs / 1000})
   --retention N           messages kept per room for replay (default ${SERVE_DEFAULTS.retention})
   --room-history-mb N     most megabytes of messages kept per room for
                           replay, oldest dropped first (default ${
@@ -493,7 +534,7 @@ export interface SecretSources {
 /** Reads `chat serve` arguments into options; throws {@linkcode UsageError}. */
 export function parseServeArgs(
   args: string[],
-): (ServeOptions & { secrets: SecretSources }) | "help" {
+): (ServeOptions & { secrets: SecretSources; redisUrl?: string }) | "help" {
   const help = "Run 'chat serve --help' for the options.";
   const { values } = parseFlags(
     args,
@@ -520,6 +561,8 @@ export function parseServeArgs(
       "max-queue-bytes": { type: "string" },
       "announce-limit": { type: "string" },
       db: { type: "string" },
+      redis: { type: "string" },
+      "redis-lease": { type: "string" },
       retention: { type: "string" },
       "room-history-mb": { type: "string" },
       "history-mb": { type: "string" },
@@ -566,10 +609,21 @@ export function parseServeArgs(
       );
     }
   }
+  if (values.db !== undefined && values.redis !== undefined) {
+    throw new UsageError(
+      "--db and --redis do not go together: with --redis, Redis keeps the history",
+      help,
+    );
+  }
+  if (values["redis-lease"] !== undefined && values.redis === undefined) {
+    throw new UsageError("--redis-lease needs --redis", help);
+  }
   if (webOrigins !== undefined && web === undefined) {
     throw new UsageError("--web-origin needs --web", help);
   }
   return {
+    redisUrl: values.redis,
+    nameLeaseMs: seconds(int("redis-lease", values["redis-lease"], 2, 3600)),
     web,
     webOrigins,
     secrets: {
@@ -622,10 +676,14 @@ export async function runServe(args: string[]): Promise<number> {
   const port = options.port ?? SERVE_DEFAULTS.port;
   Object.assign(options, readSecrets(options.secrets));
   options.opToken ??= crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+  if (options.redisUrl !== undefined) {
+    options.redis = await connectRedis(options.redisUrl, options);
+  }
   let server: ChatServer;
   try {
     server = serve(options);
   } catch (error) {
+    options.redis?.store.close();
     if (error instanceof DatabaseError) {
       throw new Failure(
         `${error.message}. Check the path, that its folder exists and is writable, ` +
@@ -734,6 +792,37 @@ function parseWebAddress(
     return address && { hostname: address.hostname, port: 0 };
   }
   return parseAddress(text, 8080);
+}
+
+/** Connects to Redis and reads its rooms, or fails with exit code 3 and what to do. */
+async function connectRedis(
+  url: string,
+  options: ServeOptions,
+): Promise<{ store: RedisStore; rooms: StoredRoom[] }> {
+  let store: RedisStore;
+  try {
+    store = await RedisStore.connect({
+      url,
+      retention: options.retention ?? SERVE_DEFAULTS.retention,
+      leaseMs: options.nameLeaseMs ?? SERVE_DEFAULTS.nameLeaseMs,
+      log: options.log ?? (() => {}),
+    });
+  } catch (error) {
+    throw new Failure(
+      `--redis: ${error instanceof Error ? error.message : error}. Start Redis (redis-server) ` +
+        "or check the address, password and database in the URL.",
+      ExitCode.unavailable,
+    );
+  }
+  try {
+    return { store, rooms: await store.loadRooms() };
+  } catch (error) {
+    store.close();
+    throw new Failure(
+      `--redis: cannot read the chat's rooms: ${error instanceof Error ? error.message : error}`,
+      ExitCode.unavailable,
+    );
+  }
 }
 
 function listenFailure(error: unknown, hostname: string, port: number): string {

@@ -41,6 +41,7 @@ import { type Codec, Encodings, jsonLines } from "./codec.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
 import { type BanRecord, Moderation } from "./moderation.ts";
+import type { BusItem, Numbered } from "../store/redis.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -69,6 +70,13 @@ export class Room {
   emptySince: number | undefined;
   /** The operators in the room. */
   readonly ops = new Set<Member>();
+  /** With `--redis`: members on other nodes, by name key, with their node. */
+  readonly remote = new Map<string, { name: string; node: string }>();
+
+  /** How many are in the room, on every node. */
+  get online(): number {
+    return this.members.size + this.remote.size;
+  }
 
   constructor(
     readonly name: string,
@@ -110,6 +118,26 @@ export interface Journal {
   removeBan(key: string): void;
 }
 
+/**
+ * With `--redis`: the bus every node reads in one order, and the names held
+ * across nodes. A hub with one relays what the bus brings, its own members'
+ * messages and events included, so that every node shows the same order.
+ */
+export interface ClusterLink {
+  /** This node's name on the bus. */
+  readonly node: string;
+  /** The numbering every room's seqs count in, shared by the nodes. */
+  readonly epoch: string;
+  /** Appends items to the bus, numbered; rejects when the store cannot take them. */
+  publish(items: BusItem[]): Promise<number[]>;
+  /** Stores a room's topic. */
+  saveRoom(record: RoomRecord): Promise<void>;
+  /** Claims a name on every node: free, or held under the token `presented`. */
+  claim(key: string, presented: string | undefined, own: string): Promise<boolean>;
+  /** Lets a name go on every node. */
+  release(key: string, own: string): Promise<void>;
+}
+
 /** Options for {@linkcode Hub}. */
 export interface HubOptions {
   /** Join and leave notices go out only while a room has at most this many. */
@@ -130,6 +158,10 @@ export interface HubOptions {
   onOverflow: (member: Member) => void;
   /** Called when a batch could not be stored: its senders are told, not relayed. */
   onStoreError?: (error: unknown, refused: { member: Member; ref?: number }[]) => void;
+  /** With `--redis`: the other nodes. */
+  cluster?: ClusterLink;
+  /** Called for a member whose name a client took over with its token on another node. */
+  onReplaced?: (member: Member) => void;
   /** Called for a member an operator removed (kick, ban), after the room was told. */
   onRemove?: (member: Member, notice: ErrorFrame, reason: string) => void;
   /** Bans in force at start (from the database). */
@@ -198,7 +230,8 @@ export type SayResult = "accepted" | "busy" | "closed";
 
 type Pending =
   | { kind: "msg"; message: StoredMessage; room: Room; sender: Member }
-  | { kind: "event"; frame: EventFrame; room: Room };
+  | { kind: "event"; frame: EventFrame; room: Room; announce: boolean }
+  | { kind: "bus"; item: BusItem };
 
 /** A name's recent private messages, both ways, bounded in bytes. */
 interface DirectLog {
@@ -243,16 +276,28 @@ export class Hub {
   #roomWrites = new Set<Room>();
   #writing: Promise<void> | undefined;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #cluster: ClusterLink | undefined;
+  /** With a cluster: this node's senders of messages still on their way round the bus. */
+  readonly #senders = new Map<number, Member>();
+  #nextTag = 1;
+  /** With a cluster: where each name on another node is, and when each node was last heard. */
+  readonly #remoteNames = new Map<string, { room: Room; node: string }>();
+  readonly #nodesHeard = new Map<string, number>();
+  /** Each name this node holds in the cluster, with the token its holder comes back with. */
+  readonly #claims = new Map<string, string>();
+  readonly #releases = new Set<Promise<void>>();
 
   constructor(options: HubOptions) {
     this.#options = options;
     this.#journal = options.journal;
+    this.#cluster = options.cluster;
     this.moderation = new Moderation(options.bans);
     if (options.loaded) {
       this.#nextId = options.loaded.nextId;
       for (const stored of options.loaded.rooms) this.#restore(stored);
     }
     if (!this.#rooms.has(nameKey(DEFAULT_ROOM))) this.#newRoom(DEFAULT_ROOM);
+    if (this.#cluster) this.#publishNow([{ kind: "sync", node: this.#cluster.node }]);
   }
 
   /**
@@ -263,6 +308,11 @@ export class Hub {
    */
   get backpressure(): Promise<void> | undefined {
     return this.#pendingBytes > MAX_UNSTORED_BYTES / 2 ? this.#writing : undefined;
+  }
+
+  /** Whether names and messages are shared with other nodes (`--redis`). */
+  get shared(): boolean {
+    return this.#cluster !== undefined;
   }
 
   /** How many members are online. */
@@ -287,6 +337,50 @@ export class Hub {
     member.name = name;
     this.#names.set(key, member);
     return true;
+  }
+
+  /**
+   * {@linkcode Hub.claim}, and with a cluster the name on every node too:
+   * `own` is the token its holder will come back with. Rejects when the
+   * shared store cannot be reached.
+   */
+  async claimShared(
+    member: Member,
+    name: string,
+    token: string | undefined,
+    own: string,
+  ): Promise<boolean> {
+    if (!this.claim(member, name, token)) return false;
+    const cluster = this.#cluster;
+    if (!cluster) return true;
+    const key = nameKey(name);
+    let claimed: boolean;
+    try {
+      claimed = await cluster.claim(key, token, own);
+    } catch (error) {
+      if (this.#names.get(key) === member) this.#names.delete(key);
+      throw error;
+    }
+    if (!claimed || this.#names.get(key) !== member) {
+      if (this.#names.get(key) === member) this.#names.delete(key);
+      if (claimed) cluster.release(key, own).catch(() => {});
+      return false;
+    }
+    this.#claims.set(key, own);
+    // A connection on another node with this name and token is replaced, as on this one.
+    if (token !== undefined) this.#publishNow([{ kind: "takeover", node: cluster.node, key }]);
+    return true;
+  }
+
+  /** With a cluster: lets go of a name on every node. */
+  #unclaim(key: string): void {
+    const own = this.#claims.get(key);
+    if (own === undefined) return;
+    this.#claims.delete(key);
+    const release = this.#cluster?.release(key, own).catch(() => {}); // else its lease runs out
+    if (!release) return;
+    this.#releases.add(release);
+    release.finally(() => this.#releases.delete(release));
   }
 
   /** How long a name is still held for a dropped connection, in ms; 0 if it is not. */
@@ -356,14 +450,38 @@ export class Hub {
   /** Tells the member's room that it joined (while the room is small enough). */
   announceJoin(member: Member): void {
     const room = member.room;
-    if (this.#closed || !room || room.members.size > this.#options.announceLimit) return;
-    this.#emit(room, { event: "join", name: member.name });
+    if (this.#closed || !room) return;
+    const announce = room.online <= this.#options.announceLimit;
+    if (announce || this.#cluster) this.#emit(room, { event: "join", name: member.name }, announce);
   }
 
   /**
    * Renames `member`; false when the new name is someone else's. Changing
    * only the case of one's own name is allowed.
    */
+  /**
+   * {@linkcode Hub.rename}, and with a cluster the new name claimed on every
+   * node and the old one let go. Rejects when the shared store cannot be
+   * reached.
+   */
+  async renameShared(member: Member, name: string, own: string): Promise<boolean> {
+    const cluster = this.#cluster;
+    if (!cluster) return this.rename(member, name);
+    const key = nameKey(name);
+    const oldKey = nameKey(member.name);
+    if (key === oldKey) return this.rename(member, name);
+    const holder = this.#names.get(key);
+    if ((holder !== undefined && holder !== member) || this.heldFor(name) > 0) return false;
+    if (!await cluster.claim(key, undefined, own)) return false;
+    if (this.#names.get(oldKey) !== member || !this.rename(member, name)) {
+      cluster.release(key, own).catch(() => {});
+      return false;
+    }
+    this.#claims.set(key, own);
+    this.#unclaim(oldKey);
+    return true;
+  }
+
   rename(member: Member, name: string): boolean {
     const key = nameKey(name);
     const holder = this.#names.get(key);
@@ -408,8 +526,9 @@ export class Hub {
         until: performance.now() + hold.ms,
         address: member.address,
       });
-    } else if (!keepDirects) {
-      this.#directLogs.delete(key);
+    } else {
+      if (!keepDirects) this.#directLogs.delete(key);
+      if (!keepDirects) this.#unclaim(key);
     }
     if (member.room) this.#exit(member, reason, !announce);
   }
@@ -424,10 +543,11 @@ export class Hub {
       if (hold.until > now) continue;
       this.#held.delete(key);
       this.#directLogs.delete(key);
+      this.#unclaim(key);
     }
     for (const room of this.#rooms.values()) {
       if (room.emptySince === undefined || now - room.emptySince < roomExpiryMs) continue;
-      if (room.members.size === 0 && room.disposable) this.#dispose(room);
+      if (room.online === 0 && room.disposable) this.#dispose(room);
     }
   }
 
@@ -448,7 +568,7 @@ export class Hub {
     let oldest: Room | undefined;
     const leftBefore = performance.now() - (this.#options.keepEmptyRoomMs ?? 0);
     for (const room of this.#rooms.values()) {
-      if (room.members.size > 0 || !room.disposable) continue;
+      if (room.online > 0 || !room.disposable) continue;
       if (room.emptySince === undefined || room.emptySince > leftBefore) continue;
       if (oldest === undefined || (room.emptySince ?? 0) < (oldest.emptySince ?? 0)) oldest = room;
     }
@@ -608,7 +728,8 @@ export class Hub {
   say(member: Member, text: string, ref?: number, action = false): SayResult {
     const room = member.room;
     if (this.#closed || !room) return "closed";
-    if (this.#journal && this.#pendingBytes + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
+    const stored = this.#journal ?? this.#cluster;
+    if (stored && this.#pendingBytes + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
     const message: StoredMessage = {
       room: room.name,
       seq: 0, // numbered when relayed, or when its batch is written
@@ -619,7 +740,7 @@ export class Hub {
     };
     if (ref !== undefined) message.ref = ref;
     if (action) message.action = true;
-    if (!this.#journal) {
+    if (!stored) {
       message.seq = ++room.lastSeq;
       this.#relay(message, room, member);
       return "accepted";
@@ -633,6 +754,24 @@ export class Hub {
 
   /** Sends a direct message; false when nobody has the name `to`. */
   direct(member: Member, to: string, text: string, ref?: number): boolean {
+    const cluster = this.#cluster;
+    if (cluster) {
+      // Numbered on the bus and delivered from it, wherever the two are.
+      const name = this.#names.get(nameKey(to))?.name ??
+        this.#remoteNames.get(nameKey(to))?.room.remote.get(nameKey(to))?.name;
+      if (name === undefined) return false;
+      const item: BusItem = {
+        kind: "dm",
+        node: cluster.node,
+        ts: Date.now(),
+        from: member.name,
+        to: name,
+        text,
+      };
+      if (ref !== undefined) item.ref = ref;
+      this.#publishNow([item]);
+      return true;
+    }
     const target = this.#names.get(nameKey(to));
     if (target === undefined) return false;
     const frame: DirectFrame = {
@@ -677,13 +816,17 @@ export class Hub {
       if (entries.length === limit) break;
       entries.push([key, member.name]);
     }
+    for (const [key, { name }] of room.remote) {
+      if (entries.length === limit) break;
+      if (!room.members.has(key)) entries.push([key, name]);
+    }
     return entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((e) => e[1]);
   }
 
   /** The rooms, by name, with how many are in each and the topic. */
   rooms(): { name: string; members: number; topic: string }[] {
     return [...this.#rooms.values()]
-      .map((room) => ({ name: room.name, members: room.members.size, topic: room.topic }))
+      .map((room) => ({ name: room.name, members: room.online, topic: room.topic }))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -701,6 +844,7 @@ export class Hub {
   flush(): void {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
+    if (this.#cluster) return this.#flushToBus(this.#cluster);
     const journal = this.#journal;
     if (!journal || this.#writing) return;
     const pending = this.#pending;
@@ -716,7 +860,9 @@ export class Hub {
     const rooms = [...this.#roomWrites].map((room) => room.record);
     this.#roomWrites.clear();
     if (batch.length === 0 && rooms.length === 0) {
-      for (const item of pending) if (item.kind === "event") this.#deliver(item.room, item.frame);
+      for (const item of pending) {
+        if (item.kind === "event" && item.announce) this.#deliver(item.room, item.frame);
+      }
       return;
     }
     this.#writing = journal.write(batch, rooms).then(
@@ -732,11 +878,248 @@ export class Hub {
     );
   }
 
+  /**
+   * With a cluster: puts what is pending on the bus, in order; what comes
+   * back from it is relayed by {@linkcode Hub.receive}, on every node alike.
+   */
+  #flushToBus(cluster: ClusterLink): void {
+    if (this.#writing) return;
+    const pending = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const rooms = [...this.#roomWrites].map((room) => room.record);
+    this.#roomWrites.clear();
+    if (pending.length === 0 && rooms.length === 0) return;
+    const items: BusItem[] = [];
+    const tags: number[] = [];
+    for (const item of pending) {
+      if (item.kind === "msg") {
+        const tag = this.#nextTag++;
+        this.#senders.set(tag, item.sender);
+        tags.push(tag);
+        const { seq: _seq, id: _id, ...message } = item.message;
+        items.push({ kind: "msg", node: cluster.node, tag, message });
+      } else if (item.kind === "event") {
+        const { type: _type, id: _id, ts: _ts, room, ...event } = item.frame;
+        items.push({ kind: "event", node: cluster.node, room, event, announce: item.announce });
+      } else {
+        items.push(item.item);
+      }
+    }
+    const written = Promise.all([
+      items.length > 0 ? cluster.publish(items) : undefined,
+      ...rooms.map((record) => cluster.saveRoom(record)),
+    ]);
+    this.#writing = written.then(
+      () => {},
+      (error) => {
+        for (const tag of tags) this.#senders.delete(tag);
+        const refused = pending.flatMap((p) =>
+          p.kind === "msg" ? [{ member: p.sender, ref: p.message.ref }] : []
+        );
+        this.#options.onStoreError?.(error, refused);
+      },
+    ).finally(() => {
+      this.#writing = undefined;
+      if (this.#pending.length > 0 || this.#roomWrites.size > 0) this.flush();
+    });
+  }
+
+  /** Puts items on the bus after what is pending. */
+  #publishNow(items: BusItem[]): void {
+    for (const item of items) this.#pending.push({ kind: "bus", item });
+    this.#scheduleFlush();
+  }
+
+  /**
+   * With a cluster: relays what the bus brings, in its order, the same on
+   * every node: messages (into history, to the room), events, private
+   * messages, and who is on which node.
+   */
+  receive(items: Numbered[]): void {
+    const cluster = this.#cluster;
+    if (!cluster) return;
+    for (const item of items) {
+      if (item.node !== cluster.node) this.#nodesHeard.set(item.node, performance.now());
+      switch (item.kind) {
+        case "msg": {
+          const room = this.#roomFor(item.message.room);
+          if (item.seq! <= room.relayedSeq) break; // loaded already
+          room.lastSeq = Math.max(room.lastSeq, item.seq!);
+          const sender = item.node === cluster.node ? this.#senders.get(item.tag) : undefined;
+          this.#senders.delete(item.tag);
+          const message: StoredMessage = { ...item.message, id: item.id, seq: item.seq! };
+          this.#remember(room, message);
+          const encodings = this.#deliver(room, messageFrame(message), sender);
+          // A sender that moved on before its message came round still gets its confirmation.
+          if (
+            sender && sender.room !== room && sender.codec.echoesOwnMessages &&
+            this.#names.get(nameKey(sender.name)) === sender
+          ) {
+            if (!sender.deliver(encodings.for(sender.codec))) this.#options.onOverflow(sender);
+          }
+          break;
+        }
+        case "event": {
+          const room = this.#roomFor(item.room);
+          const frame = {
+            type: "event",
+            id: item.id,
+            ts: Date.now(),
+            room: room.name,
+            ...item.event,
+          } as EventFrame;
+          if (item.node !== cluster.node) this.#follow(room, item.node, frame);
+          if (item.announce) this.#deliver(room, frame);
+          break;
+        }
+        case "dm": {
+          const frame: DirectFrame = {
+            type: "dm",
+            id: item.id,
+            ts: item.ts,
+            from: item.from,
+            to: item.to,
+            text: item.text,
+          };
+          const target = this.#names.get(nameKey(item.to));
+          const sender = this.#names.get(nameKey(item.from));
+          const encodings = new Encodings(frame);
+          if (target) {
+            this.#logDirect(nameKey(target.name), frame, encodings.for(jsonLines).length);
+            if (!target.deliver(encodings.for(target.codec))) this.#options.onOverflow(target);
+          }
+          if (sender && item.node === cluster.node && sender !== target) {
+            const confirmation = item.ref === undefined ? frame : { ...frame, ref: item.ref };
+            this.#logDirect(nameKey(sender.name), frame, encodings.for(jsonLines).length);
+            if (
+              sender.codec.echoesOwnMessages &&
+              !sender.deliver(new Encodings(confirmation).for(sender.codec))
+            ) {
+              this.#options.onOverflow(sender);
+            }
+          }
+          break;
+        }
+        case "sync":
+          if (item.node !== cluster.node) this.#publishNow([this.#membersItem(cluster.node)]);
+          break;
+        case "members":
+          if (item.node === cluster.node) break;
+          this.#forgetNode(item.node);
+          for (const { name, room } of item.members) {
+            this.#follow(this.#roomFor(room), item.node, { event: "join", name } as EventFrame);
+          }
+          break;
+        case "takeover": {
+          const member = this.#names.get(item.key);
+          if (item.node === cluster.node) break;
+          this.#claims.delete(item.key); // the other node holds it now
+          if (member) this.#options.onReplaced?.(member);
+          break;
+        }
+        case "beat":
+          break;
+      }
+    }
+  }
+
+  /** Keeps the picture of who is where on other nodes, from their events. */
+  #follow(
+    room: Room,
+    node: string,
+    frame: Pick<EventFrame, "event" | "name" | "from" | "topic">,
+  ): void {
+    const place = (name: string) => {
+      const key = nameKey(name);
+      this.#remoteNames.get(key)?.room.remote.delete(key);
+      room.remote.set(key, { name, node });
+      this.#remoteNames.set(key, { room, node });
+      room.emptySince = undefined;
+    };
+    const remove = (name: string) => {
+      const key = nameKey(name);
+      const where = this.#remoteNames.get(key);
+      if (where?.node !== node) return; // it went on elsewhere meanwhile
+      where.room.remote.delete(key);
+      this.#remoteNames.delete(key);
+      if (where.room.online === 0 && where.room.disposable) {
+        where.room.emptySince = performance.now();
+      }
+    };
+    switch (frame.event) {
+      case "join":
+        return place(frame.name);
+      case "leave":
+      case "kick":
+      case "ban":
+        return remove(frame.name);
+      case "rename":
+        remove(frame.from ?? "");
+        return place(frame.name);
+      case "topic":
+        room.topic = frame.topic ?? "";
+        return;
+    }
+  }
+
+  /** Forgets who was on `node` (it went quiet, or says afresh who is there). */
+  #forgetNode(node: string): void {
+    for (const [key, where] of this.#remoteNames) {
+      if (where.node !== node) continue;
+      where.room.remote.delete(key);
+      this.#remoteNames.delete(key);
+    }
+  }
+
+  /** Who is on this node, for a node that asks. */
+  #membersItem(node: string): BusItem {
+    const members = [...this.#names.values()].flatMap((m) =>
+      m.room ? [{ name: m.name, room: m.room.name }] : []
+    );
+    return { kind: "members", node, members };
+  }
+
+  /**
+   * With a cluster, about once a second: says this node is alive (every
+   * few seconds) and forgets nodes not heard from for `deadAfterMs`.
+   */
+  heartbeat(now: number, deadAfterMs: number): void {
+    const cluster = this.#cluster;
+    if (!cluster || this.#closed) return;
+    for (const [node, heard] of this.#nodesHeard) {
+      if (now - heard < deadAfterMs) continue;
+      this.#nodesHeard.delete(node);
+      this.#forgetNode(node);
+      this.#log(`node ${node} went quiet; its members are forgotten`);
+    }
+    this.#publishNow([{ kind: "beat", node: cluster.node }]);
+  }
+
+  /** The names this node holds in the cluster, to renew their leases. */
+  get claims(): { key: string; own: string }[] {
+    return [...this.#claims].map(([key, own]) => ({ key, own }));
+  }
+
+  /** This node says it is leaving: the others forget its members. */
+  async leaveCluster(): Promise<void> {
+    const cluster = this.#cluster;
+    if (!cluster) return;
+    await Promise.all(this.#releases);
+    await cluster.publish([{ kind: "members", node: cluster.node, members: [] }]).catch(() => {});
+  }
+
+  /** A room, made if this node has not seen it yet. */
+  #roomFor(name: string): Room {
+    return this.#rooms.get(nameKey(name)) ?? this.#newRoom(name);
+  }
+
   /** Relays a written batch (or only its events, if it failed), then writes the next. */
   #release(pending: Pending[], stored: boolean): void {
     for (const item of pending) {
-      if (item.kind === "event") this.#deliver(item.room, item.frame);
-      else if (stored) this.#relay(item.message, item.room, item.sender);
+      if (item.kind === "event") {
+        if (item.announce) this.#deliver(item.room, item.frame);
+      } else if (stored && item.kind === "msg") this.#relay(item.message, item.room, item.sender);
     }
     this.#writing = undefined;
     if (this.#pending.length > 0 || this.#roomWrites.size > 0) this.flush();
@@ -744,7 +1127,7 @@ export class Hub {
 
   /** Makes a room again as it was stored. */
   #restore(stored: StoredRoom): Room {
-    const room = new Room(stored.name, stored.epoch, this.#historyLimits());
+    const room = new Room(stored.name, this.#cluster?.epoch ?? stored.epoch, this.#historyLimits());
     room.topic = stored.topic;
     room.pinned = stored.pinned;
     room.lastSeq = stored.lastSeq;
@@ -755,7 +1138,7 @@ export class Hub {
   }
 
   #newRoom(name: string): Room {
-    const room = new Room(name, newEpoch(), this.#historyLimits());
+    const room = new Room(name, this.#cluster?.epoch ?? newEpoch(), this.#historyLimits());
     this.#rooms.set(nameKey(name), room);
     this.#roomWrites.add(room);
     return room;
@@ -794,10 +1177,11 @@ export class Hub {
     room.members.delete(nameKey(member.name));
     room.ops.delete(member);
     member.room = undefined;
-    if (!silent && !this.#closed && room.members.size < this.#options.announceLimit) {
-      this.#emit(room, { event: "leave", name: member.name, reason });
+    const announce = !silent && room.online < this.#options.announceLimit;
+    if (!this.#closed && (announce || this.#cluster)) {
+      this.#emit(room, { event: "leave", name: member.name, reason }, announce);
     }
-    if (room.members.size > 0 || !room.disposable) return;
+    if (room.online > 0 || !room.disposable) return;
     if (room.lastSeq === 0 && room.topic === "") this.#dispose(room);
     else room.emptySince = performance.now(); // removed by expire() if nobody comes back
   }
@@ -809,16 +1193,17 @@ export class Hub {
       EventFrame,
       "event" | "name" | "from" | "reason" | "topic" | "by" | "minutes" | "text"
     >,
+    announce = true,
   ): void {
     const frame: EventFrame = {
       type: "event",
-      id: this.#id(),
+      id: this.#cluster ? 0 : this.#id(), // with a cluster, numbered on the bus
       ts: Date.now(),
       room: room.name,
       ...event,
     };
-    if (this.#pending.length > 0 || this.#writing) {
-      this.#pending.push({ kind: "event", frame, room });
+    if (this.#pending.length > 0 || this.#writing || this.#cluster) {
+      this.#pending.push({ kind: "event", frame, room, announce });
       this.#scheduleFlush();
     } else {
       this.#deliver(room, frame);

@@ -155,6 +155,8 @@ export class Session implements Member {
   /** When something last came from the peer, on the server's coarse clock. */
   #heardAt: number;
   #pinged = false;
+  /** An asynchronous step under way that the next line must wait for. */
+  #step: Promise<void> | undefined;
 
   /**
    * `plainText: false` for a transport that only speaks the protocol (a
@@ -249,6 +251,8 @@ export class Session implements Member {
         this.#heardAt = this.#ctx.clock.now;
         this.#pinged = false;
         for (const line of this.#decoder.push(chunk)) {
+          if (this.#step) await this.#step;
+          if (this.closed) return;
           this.#handleLine(line);
           if (this.closed) return;
         }
@@ -423,7 +427,47 @@ export class Session implements Member {
     if (resumed) {
       holder.close("replaced by a new connection", { takeover: true, notice: replaced() });
     }
-    if (!this.#ctx.hub.claim(this, name, frame.token)) {
+    const claimed = this.#claim(name, frame.token);
+    if (claimed instanceof Promise) {
+      this.#wait(claimed.then((ok) => this.#welcome(frame, name, roomName, resumed, ok)));
+    } else {
+      this.#welcome(frame, name, roomName, resumed, claimed);
+    }
+  }
+
+  /**
+   * Claims a name: at once on one server, through the shared store with
+   * `--redis` (then `unreachable` when it cannot be asked).
+   */
+  #claim(name: string, token?: string): boolean | Promise<boolean | "unreachable"> {
+    const hub = this.#ctx.hub;
+    if (!hub.shared) return hub.claim(this, name, token);
+    return hub.claimShared(this, name, token, this.token).catch(() => "unreachable" as const);
+  }
+
+  /** A step that later lines wait for (a name claimed on every node). */
+  #wait(step: Promise<void>): void {
+    const waiting: Promise<void> = step.finally(() => {
+      if (this.#step === waiting) this.#step = undefined;
+    });
+    this.#step = waiting;
+  }
+
+  /** The rest of the hello, once the name is claimed (or not). */
+  #welcome(
+    frame: HelloFrame,
+    name: string,
+    roomName: string,
+    resumed: boolean,
+    claimed: boolean | "unreachable",
+  ): void {
+    if (this.closed) return;
+    if (claimed === "unreachable") {
+      this.#error("storage_failed", STORE_UNREACHABLE);
+      this.close("shared store unreachable");
+      return;
+    }
+    if (!claimed) {
       this.#error("name_taken", this.#takenMessage(name) + "; choose another with --name");
       this.close("name taken");
       return;
@@ -468,7 +512,7 @@ export class Session implements Member {
       seq: room.relayedSeq,
       epoch: room.epoch,
       users: this.#ctx.hub.names(room, WELCOME_LIMIT),
-      online: room.members.size,
+      online: room.online,
     };
   }
 
@@ -750,9 +794,21 @@ export class Session implements Member {
     if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
     const checked = validateName(wanted, this.#ctx.limits.maxNameLength);
     if (!checked.ok) return this.#error("bad_name", `cannot use that name: ${checked.reason}`, ref);
-    if (!this.#ctx.hub.rename(this, checked.name)) {
-      this.#error("name_taken", this.#takenMessage(checked.name), ref);
+    const hub = this.#ctx.hub;
+    if (!hub.shared) {
+      if (!hub.rename(this, checked.name)) {
+        this.#error("name_taken", this.#takenMessage(checked.name), ref);
+      }
+      return;
     }
+    this.#wait(
+      hub.renameShared(this, checked.name, this.token).then(
+        (ok) => {
+          if (!ok) this.#error("name_taken", this.#takenMessage(checked.name), ref);
+        },
+        () => this.#error("storage_failed", STORE_UNREACHABLE, ref),
+      ),
+    );
   }
 
   #who(ref?: number): void {
@@ -762,7 +818,7 @@ export class Session implements Member {
       room: room.name,
       users: this.#ctx.hub.names(room, WHO_LIMIT),
       ops: this.#ctx.hub.opsIn(room),
-      online: room.members.size,
+      online: room.online,
       ...(ref === undefined ? {} : { ref }),
     });
   }
@@ -871,21 +927,33 @@ export class Session implements Member {
   }
 
   #joinPlain(): void {
-    const hub = this.#ctx.hub;
-    const name = hub.guestName();
+    const name = this.#ctx.hub.guestName();
     if (this.#refusedByBan(name)) return;
-    const entry = hub.claim(this, name)
-      ? hub.enter(this, DEFAULT_ROOM, { history: this.#history })
-      : undefined;
+    const claimed = this.#claim(name);
+    if (claimed instanceof Promise) this.#wait(claimed.then((ok) => this.#enterPlain(ok)));
+    else this.#enterPlain(claimed);
+  }
+
+  #enterPlain(claimed: boolean | "unreachable"): void {
+    if (this.closed) return;
+    const hub = this.#ctx.hub;
+    if (claimed === "unreachable") {
+      this.deliver(
+        textLines.encode({ type: "error", code: "storage_failed", message: STORE_UNREACHABLE }),
+      );
+      this.close("shared store unreachable");
+      return;
+    }
+    const entry = claimed ? hub.enter(this, DEFAULT_ROOM, { history: this.#history }) : undefined;
     if (entry === undefined) {
-      this.close("server closing");
+      this.close(claimed ? "server closing" : "guest name taken");
       return;
     }
     this.#joined = true;
     this.#ctx.log(`connect ${this.remote} ${this.name} (plain text)`);
     const banner =
       `* Welcome to ${this.#ctx.serverName}. You are ${this.name}, in ${entry.room.name} ` +
-      `(${entry.room.members.size} here). Commands: /help, /nick NAME, /join ROOM, /msg NAME TEXT, /quit.` +
+      `(${entry.room.online} here). Commands: /help, /nick NAME, /join ROOM, /msg NAME TEXT, /quit.` +
       (hub.moderation.motd ? `\r\n* Message of the day: ${neutralize(hub.moderation.motd)}` : "");
     this.deliver(textEncoder.encode(banner + "\r\n"));
     this.#sendHistory(entry);
@@ -927,7 +995,7 @@ export function rateSlack(rate: number): number {
 }
 
 /** The error a connection gets when a new one with its token takes its name over. */
-function replaced(): ErrorFrame {
+export function replaced(): ErrorFrame {
   return {
     type: "error",
     code: "replaced",
@@ -952,6 +1020,10 @@ const DEFAULT_MUTE_MINUTES = 10;
 const ACTION_LIMIT = { burst: 5, rate: 1 };
 /** Rooms a client may create at once, then per second (one per ten seconds). */
 const ROOM_CREATION_LIMIT = { burst: 3, rate: 0.1 };
+
+/** What a client is told when `--redis` is given and Redis cannot be reached. */
+const STORE_UNREACHABLE = "the server cannot reach its shared store (Redis) just now; try again " +
+  "in a few seconds";
 
 /** How long a plain-text client has to type the password. */
 const PASSWORD_TIMEOUT_MS = 60_000;

@@ -1,0 +1,358 @@
+/**
+ * Redis as the shared store of several `chat serve` nodes (`--redis URL`).
+ *
+ * One Redis stream, the bus, carries everything the nodes tell each other,
+ * in one order: messages, events, private messages, who is where. A Lua
+ * script numbers each item as it appends it (a global id; for a message,
+ * its room's next seq) and stores a message in its room's stream, so a
+ * message is kept before any node relays it, and every node relays the
+ * messages of a room in the same order, by reading the bus. A node that
+ * lost Redis for a while reads on from the last entry it had: nothing is
+ * skipped.
+ *
+ * Names are keys with a lease the holding node renews: a name held on one
+ * node is refused on the others, and a dead node's names come free when
+ * their leases run out.
+ *
+ * @module
+ */
+
+import { Redis } from "ioredis";
+import type { RoomRecord, StoredMessage, StoredRoom } from "./sqlite.ts";
+
+/** Where a node's Redis is and how to reach it. */
+export interface RedisOptions {
+  /** `redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS. */
+  url: string;
+  /** Messages kept per room in Redis for history and resume. */
+  retention: number;
+  /** How long a name stays claimed without renewal, in ms. */
+  leaseMs: number;
+  log: (line: string) => void;
+}
+
+/** An item on the bus, as a node publishes it; Redis adds `id` (and `seq` to a message). */
+export type BusItem =
+  | {
+    kind: "msg";
+    node: string;
+    /** The sending node's own number for it, to find its sender when it comes back. */
+    tag: number;
+    message: Omit<StoredMessage, "id" | "seq">;
+  }
+  | {
+    kind: "event";
+    node: string;
+    room: string;
+    /** The event's fields besides type, id, ts and room. */
+    event: Record<string, unknown>;
+    /** Whether members are shown it (join and leave notices stop in big rooms). */
+    announce: boolean;
+  }
+  | { kind: "dm"; node: string; ts: number; from: string; to: string; text: string; ref?: number }
+  | { kind: "members"; node: string; members: { name: string; room: string }[] }
+  | { kind: "sync"; node: string }
+  | { kind: "beat"; node: string }
+  | { kind: "takeover"; node: string; key: string };
+
+/** A bus item as read back: numbered. */
+export type Numbered = BusItem & { id: number; seq?: number };
+
+const PREFIX = "chat:";
+const BUS_MAX = 100_000;
+
+// Appends items to the bus in one go, numbering them, and stores messages in their rooms'
+// streams. JSON is patched as text, not decoded: Lua's numbers would round large refs.
+const PUBLISH = `
+local out = {}
+local retention = ARGV[1]
+for i = 2, #ARGV, 2 do
+  local roomkey = ARGV[i]
+  local json = ARGV[i + 1]
+  local id = redis.call('INCR', '${PREFIX}ids')
+  local fields = ',"id":' .. id
+  if roomkey ~= '' then
+    local seq = redis.call('HINCRBY', '${PREFIX}room:' .. roomkey, 'lastSeq', 1)
+    redis.call('SADD', '${PREFIX}rooms', roomkey)
+    fields = fields .. ',"seq":' .. seq
+    json = string.sub(json, 1, -2) .. fields .. '}'
+    redis.call('XADD', '${PREFIX}msgs:' .. roomkey, 'MAXLEN', '~', retention, seq .. '-0', 'm', json)
+  else
+    json = string.sub(json, 1, -2) .. fields .. '}'
+  end
+  redis.call('XADD', '${PREFIX}bus', 'MAXLEN', '~', ${BUS_MAX}, '*', 'd', json)
+  out[#out + 1] = id
+end
+return out`;
+
+// Claims a name: free, or held under the token presented (a client coming back).
+const CLAIM = `
+local v = redis.call('GET', KEYS[1])
+if v then
+  local token = string.sub(v, 1, (string.find(v, '|', 1, true) or 0) - 1)
+  if ARGV[1] == '' or token ~= ARGV[1] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`;
+
+// Lets a name go, unless another node took it over meanwhile.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+type Scripted = Redis & {
+  chatPublish(...args: (string | number)[]): Promise<number[]>;
+  chatClaim(key: string, presented: string, value: string, leaseMs: number): Promise<number>;
+  chatRelease(key: string, value: string): Promise<number>;
+};
+
+/**
+ * One node's connection to the shared Redis.
+ *
+ * @example
+ * ```ts ignore
+ * import { RedisStore } from "./redis.ts";
+ * const store = await RedisStore.connect({
+ *   url: "redis://127.0.0.1:6379", retention: 1000, leaseMs: 15_000, log: console.error,
+ * });
+ * store.follow((items) => console.log(items));
+ * ```
+ */
+export class RedisStore {
+  /** This node's name on the bus. */
+  readonly node = crypto.randomUUID().slice(0, 8);
+  /** Names the seqs of this Redis dataset: a wiped Redis starts a new one. */
+  readonly epoch: string;
+  readonly #redis: Scripted;
+  readonly #reader: Redis;
+  readonly #options: RedisOptions;
+  #lastId: string;
+  #following = false;
+  #closed = false;
+
+  private constructor(
+    redis: Scripted,
+    reader: Redis,
+    epoch: string,
+    lastId: string,
+    options: RedisOptions,
+  ) {
+    this.#redis = redis;
+    this.#reader = reader;
+    this.epoch = epoch;
+    this.#lastId = lastId;
+    this.#options = options;
+  }
+
+  /** Connects, or throws an Error that says why (the server exits 3). */
+  static async connect(options: RedisOptions): Promise<RedisStore> {
+    const settings = redisSettings(options.url);
+    const make = () =>
+      new Redis({
+        ...settings,
+        lazyConnect: true,
+        connectTimeout: 3000,
+        maxRetriesPerRequest: 1,
+        // Reconnect for ever, backing off to 2 s; commands meanwhile fail at once.
+        retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times, 6)),
+      });
+    const redis = make() as Scripted;
+    const reader = make();
+    let reported = false;
+    for (const connection of [redis, reader]) {
+      connection.on("error", (error: Error) => {
+        if (!reported) options.log(`redis: ${error.message}; retrying`);
+        reported = true;
+      });
+      connection.on("ready", () => {
+        if (reported) options.log("redis: connected again");
+        reported = false;
+      });
+    }
+    try {
+      await Promise.all([redis.connect(), reader.connect()]);
+    } catch (error) {
+      redis.disconnect();
+      reader.disconnect();
+      throw new Error(
+        `cannot reach Redis at ${settings.host}:${settings.port}: ${
+          error instanceof Error ? error.message : error
+        }`,
+      );
+    }
+    redis.defineCommand("chatPublish", { numberOfKeys: 0, lua: PUBLISH });
+    redis.defineCommand("chatClaim", { numberOfKeys: 1, lua: CLAIM });
+    redis.defineCommand("chatRelease", { numberOfKeys: 1, lua: RELEASE });
+    await redis.setnx(`${PREFIX}epoch`, crypto.randomUUID().replaceAll("-", "").slice(0, 12));
+    const epoch = (await redis.get(`${PREFIX}epoch`))!;
+    const last = await redis.xrevrange(`${PREFIX}bus`, "+", "-", "COUNT", 1);
+    return new RedisStore(redis, reader, epoch, last[0]?.[0] ?? "0-0", options);
+  }
+
+  /** Whether commands can be sent now. */
+  get available(): boolean {
+    return this.#redis.status === "ready";
+  }
+
+  /**
+   * The rooms stored, with their last `retention` messages; read after the
+   * bus position was taken, so what the bus brings next is not older.
+   */
+  async loadRooms(): Promise<StoredRoom[]> {
+    const keys = await this.#redis.smembers(`${PREFIX}rooms`);
+    const rooms: StoredRoom[] = [];
+    for (const key of keys) {
+      const record = await this.#redis.hgetall(`${PREFIX}room:${key}`);
+      const entries = await this.#redis.xrevrange(
+        `${PREFIX}msgs:${key}`,
+        "+",
+        "-",
+        "COUNT",
+        this.#options.retention,
+      );
+      const recent = entries.reverse().map(([, fields]) => toMessage(JSON.parse(fields[1])));
+      const name = record.name ?? recent.at(-1)?.room;
+      if (name === undefined) continue;
+      rooms.push({
+        name,
+        topic: record.topic ?? "",
+        pinned: record.pinned === "1",
+        epoch: this.epoch,
+        lastSeq: Number(record.lastSeq ?? 0),
+        recent,
+      });
+    }
+    return rooms;
+  }
+
+  /** Appends items to the bus, numbered; rejects when Redis cannot take them. */
+  async publish(items: BusItem[]): Promise<number[]> {
+    if (!this.available) throw new Error("Redis is not reachable");
+    const args: string[] = [String(this.#options.retention)];
+    for (const item of items) {
+      args.push(item.kind === "msg" ? roomKey(item.message.room) : "", JSON.stringify(item));
+    }
+    return await this.#redis.chatPublish(...args);
+  }
+
+  /** Stores a room's topic and whether it is pinned. */
+  async saveRoom(record: RoomRecord): Promise<void> {
+    if (!this.available) return;
+    await this.#redis.hset(`${PREFIX}room:${roomKey(record.name)}`, {
+      name: record.name,
+      topic: record.topic,
+      pinned: record.pinned ? "1" : "0",
+    });
+    await this.#redis.sadd(`${PREFIX}rooms`, roomKey(record.name));
+  }
+
+  /**
+   * Claims a name for this node: true when it was free, or held under
+   * `presented` (the token of a client coming back). `own` is the token the
+   * holder will come back with.
+   */
+  async claim(key: string, presented: string | undefined, own: string): Promise<boolean> {
+    if (!this.available) throw new Error("Redis is not reachable");
+    const value = `${own}|${this.node}`;
+    return await this.#redis.chatClaim(
+      `${PREFIX}name:${key}`,
+      presented ?? "",
+      value,
+      this.#options.leaseMs,
+    ) === 1;
+  }
+
+  /** Keeps this node's names claimed for another lease. */
+  async renew(claims: { key: string; own: string }[]): Promise<void> {
+    if (!this.available || claims.length === 0) return;
+    const pipeline = this.#redis.pipeline();
+    for (const { key } of claims) {
+      pipeline.pexpire(`${PREFIX}name:${key}`, this.#options.leaseMs);
+    }
+    await pipeline.exec();
+  }
+
+  /** Lets a name go, unless another node has taken it over. */
+  async release(key: string, own: string): Promise<void> {
+    if (!this.available) return; // its lease runs out by itself
+    await this.#redis.chatRelease(`${PREFIX}name:${key}`, `${own}|${this.node}`);
+  }
+
+  /**
+   * Reads the bus from where this node stands, for good, handing over what
+   * comes in order; after a lost connection it reads on from the same place.
+   */
+  follow(apply: (items: Numbered[]) => void): void {
+    if (this.#following) return;
+    this.#following = true;
+    (async () => {
+      while (!this.#closed) {
+        try {
+          const answer = await this.#reader.xread(
+            "COUNT",
+            1000,
+            "BLOCK",
+            2000,
+            "STREAMS",
+            `${PREFIX}bus`,
+            this.#lastId,
+          );
+          const entries = answer?.[0]?.[1] ?? [];
+          if (entries.length === 0) continue;
+          this.#lastId = entries[entries.length - 1][0];
+          apply(entries.map(([, fields]) => JSON.parse(fields[1]) as Numbered));
+        } catch {
+          if (this.#closed) return;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
+    })();
+  }
+
+  /** Stops reading and closes both connections. */
+  close(): void {
+    this.#closed = true;
+    this.#reader.disconnect();
+    this.#redis.disconnect();
+  }
+}
+
+/** A room's key in Redis: its name, case-folded. */
+export function roomKey(name: string): string {
+  return name.normalize("NFKC").toLowerCase();
+}
+
+function toMessage(item: Numbered): StoredMessage {
+  if (item.kind !== "msg") throw new Error("not a message");
+  return { ...item.message, id: item.id, seq: item.seq! };
+}
+
+/** ioredis settings from a `redis://` or `rediss://` URL; throws on anything else. */
+export function redisSettings(url: string): {
+  host: string;
+  port: number;
+  password?: string;
+  username?: string;
+  db?: number;
+  tls?: Record<string, never>;
+} {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`"${url}" is not a URL such as redis://127.0.0.1:6379`);
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
+    throw new Error(`"${url}" must start with redis:// (or rediss:// for TLS)`);
+  }
+  const db = parsed.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d+$/.test(db)) throw new Error(`"${url}": the database must be a number`);
+  return {
+    host: parsed.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+    port: Number(parsed.port || 6379),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(db === "" ? {} : { db: Number(db) }),
+    ...(parsed.protocol === "rediss:" ? { tls: {} } : {}),
+  };
+}

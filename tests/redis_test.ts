@@ -1,0 +1,251 @@
+/**
+ * Several `chat serve` nodes on one real `redis-server` (Debian's package,
+ * started here on a free loopback port) act as one chat.
+ */
+
+import assert from "node:assert/strict";
+import type { ChatServer } from "../server.ts";
+import type { ServerFrame } from "../protocol.ts";
+import { deadline, TestClient } from "./helpers.ts";
+import { Chat, startServe } from "./subprocess.ts";
+
+/** A redis-server of the test's own, with an append-only file so a restart keeps its data. */
+class RedisServer {
+  child!: Deno.ChildProcess;
+  readonly port: number;
+  readonly dir = Deno.makeTempDirSync({ prefix: "chat-redis-" });
+
+  constructor() {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = probe.addr.port;
+    probe.close();
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.child = new Deno.Command("redis-server", {
+      args: [
+        "--port",
+        String(this.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        this.dir,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // Ready once it accepts a connection.
+    await deadline(
+      (async () => {
+        for (;;) {
+          try {
+            (await Deno.connect({ hostname: "127.0.0.1", port: this.port })).close();
+            return;
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        }
+      })(),
+      10_000,
+      "redis-server to start",
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.child.kill("SIGTERM");
+    await this.child.status;
+  }
+
+  async remove(): Promise<void> {
+    await this.stop().catch(() => {});
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** A `chat serve --redis` node. */
+async function startNode(redis: RedisServer, ...extra: string[]) {
+  const node = await startServe("--redis", redis.url, ...extra);
+  return { ...node, server: { addr: { port: node.port } } as unknown as ChatServer };
+}
+
+/** Stops a node with SIGTERM, or does nothing if it is gone already. */
+async function stopNode(node: { serve: Chat }): Promise<void> {
+  try {
+    node.serve.child.kill("SIGTERM");
+  } catch {
+    // Killed already.
+  }
+  await node.serve.exit();
+}
+
+async function withCluster(
+  body: (redis: RedisServer, clients: TestClient[], nodes: { serve: Chat }[]) => Promise<void>,
+): Promise<void> {
+  const redis = new RedisServer();
+  await redis.start();
+  const clients: TestClient[] = [];
+  const nodes: { serve: Chat }[] = [];
+  try {
+    await body(redis, clients, nodes);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(nodes.map(stopNode));
+    await redis.remove();
+  }
+}
+
+const texts = (client: TestClient) => client.messages().map((m) => `${m.seq}:${m.text}`);
+
+Deno.test("two nodes are one chat: every message reaches everyone once, in one order", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis);
+    const b = await startNode(redis);
+    nodes.push(a, b);
+    const ada = await TestClient.join(a.server, "ada");
+    const amy = await TestClient.join(a.server, "amy");
+    const bob = await TestClient.join(b.server, "bob");
+    const bea = await TestClient.join(b.server, "bea");
+    clients.push(ada, amy, bob, bea);
+    await ada.frames.waitFor((f) => f.type === "event" && f.name === "bea", "bea's join on A");
+    // Concurrent senders on both nodes.
+    await Promise.all(
+      [ada, bob].map(async (sender) => {
+        for (let i = 0; i < 40; i++) {
+          await sender.send({ type: "msg", text: `${sender.name} ${i}` });
+        }
+      }),
+    );
+    for (const client of clients) await client.waitForMessages(80);
+    const order = texts(ada);
+    assert.deepEqual(
+      order.map((t) => Number(t.split(":")[0])),
+      [...Array(80).keys()].map((i) => i + 1),
+    );
+    for (const client of [amy, bob, bea]) assert.deepEqual(texts(client), order, client.name);
+    // Who is online is the whole chat's.
+    await bea.send({ type: "who" });
+    const who = await bea.frames.waitFor((f) => f.type === "who", "who");
+    assert.ok(who.type === "who");
+    assert.deepEqual([...who.users].sort(), ["ada", "amy", "bea", "bob"]);
+    // A private message across nodes, to its target and back to its sender.
+    await amy.send({ type: "dm", to: "bob", text: "psst", ref: 9 });
+    await bob.frames.waitFor((f) => f.type === "dm" && f.text === "psst", "dm on B");
+    await amy.frames.waitFor((f) => f.type === "dm" && f.ref === 9, "confirmation on A");
+    // A topic set on one node shows on the other.
+    await bob.send({ type: "topic", text: "lab 3" });
+    await ada.frames.waitFor((f) => f.type === "event" && f.event === "topic", "topic on A");
+  });
+});
+
+Deno.test("a name held on one node is refused on the other, and a killed node's names come free", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis, "--redis-lease", "3");
+    const b = await startNode(redis, "--redis-lease", "3");
+    nodes.push(a, b);
+    const ada = await TestClient.join(a.server, "ada");
+    clients.push(ada);
+    await assert.rejects(TestClient.join(b.server, "ada"), /name_taken/);
+    await assert.rejects(TestClient.join(b.server, "ADA"), /name_taken/);
+    a.serve.child.kill("SIGKILL");
+    const killedAt = performance.now();
+    let again: TestClient | undefined;
+    while (again === undefined) {
+      try {
+        again = await TestClient.join(b.server, "ada");
+      } catch {
+        assert.ok(performance.now() - killedAt < 10_000, "the lease runs out within 10 s");
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+    clients.push(again);
+  });
+});
+
+Deno.test("a client of a killed node resumes on another with exactly what it missed", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis);
+    const b = await startNode(redis);
+    nodes.push(a, b);
+    const ada = await TestClient.join(a.server, "ada");
+    const bob = await TestClient.join(b.server, "bob");
+    clients.push(ada, bob);
+    for (let i = 1; i <= 5; i++) await bob.send({ type: "msg", text: `m${i}` });
+    await ada.waitForMessages(5);
+    a.serve.child.kill("SIGKILL");
+    await ada.frames.waitForEnd();
+    for (let i = 6; i <= 10; i++) await bob.send({ type: "msg", text: `m${i}` });
+    await bob.waitForMessages(10);
+    const last = ada.messages().at(-1)!;
+    const back = await TestClient.join(b.server, "ada", {
+      since: last.seq,
+      epoch: ada.welcome!.epoch,
+      token: ada.welcome!.token,
+    });
+    clients.push(back);
+    await back.waitForMessages(5);
+    await bob.send({ type: "msg", text: "m11" });
+    await back.waitForMessages(6);
+    assert.deepEqual(back.messages().map((m) => m.text), ["m6", "m7", "m8", "m9", "m10", "m11"]);
+  });
+});
+
+Deno.test("Redis lost while running: messages are refused, never lost; it comes back by itself", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis);
+    nodes.push(a);
+    const ada = await TestClient.join(a.server, "ada");
+    clients.push(ada);
+    const acked: string[] = [];
+    const say = async (text: string, ref: number): Promise<ServerFrame> => {
+      await ada.send({ type: "msg", text, ref });
+      const answer = await ada.frames.waitFor(
+        (f) => (f.type === "msg" || f.type === "error") && "ref" in f && f.ref === ref,
+        `answer to ${ref}`,
+      );
+      if (answer.type === "msg") acked.push(text);
+      return answer;
+    };
+    assert.equal((await say("before", 1)).type, "msg");
+    await redis.stop();
+    const refused = await say("while down", 2);
+    assert.ok(
+      refused.type === "error" && refused.code === "storage_failed",
+      JSON.stringify(refused),
+    );
+    await redis.start();
+    let ref = 3;
+    await deadline(
+      (async () => {
+        while ((await say(`after ${ref}`, ref)).type !== "msg") {
+          ref++;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      })(),
+      15_000,
+      "service to resume",
+    );
+    // Everything acknowledged is kept, once: a new client's history shows it.
+    const late = await TestClient.join(a.server, "late", { history: 100 });
+    clients.push(late);
+    await late.waitForMessages(acked.length);
+    assert.deepEqual(late.messages().map((m) => m.text), acked);
+  });
+});
+
+Deno.test("chat serve --redis with Redis unreachable exits 3 and says so", async () => {
+  const redis = new RedisServer(); // never started
+  const serve = new Chat(["serve", "--host", "127.0.0.1", "--port", "0", "--redis", redis.url]);
+  assert.equal(await serve.exit(), 3);
+  assert.match(serve.stderr, /cannot reach Redis at 127\.0\.0\.1:\d+/);
+  await Deno.remove(redis.dir, { recursive: true });
+});
