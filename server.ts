@@ -32,6 +32,7 @@ import {
 } from "./server/session.ts";
 import { RedisStore } from "./store/redis.ts";
 import type { StoredRoom } from "./store/sqlite.ts";
+import type { BanRecord } from "./server/moderation.ts";
 import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
@@ -88,7 +89,7 @@ export interface ServeOptions {
    * With `--redis`: the shared store, connected, and the rooms it held at
    * start. The server then shares one chat with every node on that Redis.
    */
-  redis?: { store: RedisStore; rooms: StoredRoom[] };
+  redis?: { store: RedisStore; rooms: StoredRoom[]; bans: BanRecord[]; motd: string };
   /** How long a node's claim on a name lasts unrenewed, with `redis`. Default 15 s. */
   nameLeaseMs?: number;
   /** PEM certificate chain and private key: the port then speaks TLS only. */
@@ -213,7 +214,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
       historyBytes: config.historyBytes,
       maxRooms: config.maxRooms,
       journal: opened?.writer,
-      bans: opened?.loaded.bans,
+      bans: config.redis?.bans ?? opened?.loaded.bans,
       keepEmptyRoomMs: config.nameGraceMs,
       log,
       onRemove: (member, notice, reason) =>
@@ -236,6 +237,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
         }
       },
     });
+    if (config.redis?.motd) hub.moderation.motd = config.redis.motd;
     listener = Deno.listen({ hostname: config.hostname, port: config.port });
     try {
       if (config.web) webListener = Deno.listen(config.web);
@@ -798,7 +800,7 @@ function parseWebAddress(
 async function connectRedis(
   url: string,
   options: ServeOptions,
-): Promise<{ store: RedisStore; rooms: StoredRoom[] }> {
+): Promise<NonNullable<ServeOptions["redis"]>> {
   let store: RedisStore;
   try {
     store = await RedisStore.connect({
@@ -815,7 +817,7 @@ async function connectRedis(
     );
   }
   try {
-    return { store, rooms: await store.loadRooms() };
+    return { store, rooms: await store.loadRooms(), ...await store.loadModeration() };
   } catch (error) {
     store.close();
     throw new Failure(

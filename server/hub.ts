@@ -71,7 +71,7 @@ export class Room {
   /** The operators in the room. */
   readonly ops = new Set<Member>();
   /** With `--redis`: members on other nodes, by name key, with their node. */
-  readonly remote = new Map<string, { name: string; node: string }>();
+  readonly remote = new Map<string, { name: string; node: string; op?: boolean }>();
 
   /** How many are in the room, on every node. */
   get online(): number {
@@ -132,6 +132,14 @@ export interface ClusterLink {
   publish(items: BusItem[]): Promise<number[]>;
   /** Stores a room's topic. */
   saveRoom(record: RoomRecord): Promise<void>;
+  /** A room as stored, with its recent messages; undefined if there is none. */
+  loadRoom(name: string): Promise<StoredRoom | undefined>;
+  /** Keeps a ban for every node, across restarts. */
+  saveBan(ban: BanRecord): void;
+  /** Forgets a ban. */
+  removeBan(key: string): void;
+  /** Keeps the message of the day for nodes that start later. */
+  saveMotd(text: string): void;
   /** Claims a name on every node: free, or held under the token `presented`. */
   claim(key: string, presented: string | undefined, own: string): Promise<boolean>;
   /** Lets a name go on every node. */
@@ -286,6 +294,10 @@ export class Hub {
   /** Each name this node holds in the cluster, with the token its holder comes back with. */
   readonly #claims = new Map<string, string>();
   readonly #releases = new Set<Promise<void>>();
+  /** What the bus brought and is not applied yet, while a room it needs is loaded. */
+  readonly #inbox: Numbered[] = [];
+  #loadingRooms: Promise<void> | undefined;
+  readonly #roomLoads = new Map<string, Promise<void>>();
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -453,6 +465,8 @@ export class Hub {
     if (this.#closed || !room) return;
     const announce = room.online <= this.#options.announceLimit;
     if (announce || this.#cluster) this.#emit(room, { event: "join", name: member.name }, announce);
+    // Other nodes mark an operator who came in with its token (no one else is told).
+    if (this.#cluster && member.op) this.#emit(room, { event: "op", name: member.name }, false);
   }
 
   /**
@@ -578,7 +592,8 @@ export class Hub {
 
   /** The names of the operators in a room, sorted. */
   opsIn(room: Room): string[] {
-    return [...room.ops].map((member) => member.name).sort();
+    const remote = [...room.remote.values()].flatMap((r) => r.op ? [r.name] : []);
+    return [...[...room.ops].map((member) => member.name), ...remote].sort();
   }
 
   /** Makes `member` an operator and tells its room. */
@@ -601,17 +616,95 @@ export class Hub {
    * told, then the server closes the target's connection. Undefined when
    * nobody online has the name.
    */
-  kick(by: Member, name: string, reason: string): Member | undefined {
+  kick(by: Member, name: string, reason: string): boolean {
     const target = this.#names.get(nameKey(name));
-    if (target === undefined) return undefined;
+    if (target === undefined) {
+      // On another node: that node removes it when the kick comes round the bus.
+      const where = this.#remoteNames.get(nameKey(name));
+      if (where === undefined) return false;
+      this.#moderated(by, where.room.remote.get(nameKey(name))!.name, where.room, {
+        event: "kick",
+        reason,
+      });
+      return true;
+    }
     this.#moderated(by, target.name, target.room, { event: "kick", reason });
-    const message = `you were removed by ${by.name}${reason ? `: ${reason}` : ""}`;
+    this.#remove(target, "kick", by.name, reason);
+    return true;
+  }
+
+  /** Closes a member's connection for a kick or a ban, telling it who did it and why. */
+  #remove(
+    target: Member,
+    event: "kick" | "ban",
+    by: string,
+    reason?: string,
+    minutes?: number,
+  ): void {
+    if (event === "kick") {
+      const message = `you were removed by ${by}${reason ? `: ${reason}` : ""}`;
+      this.#options.onRemove?.(
+        target,
+        { type: "error", code: "kicked", message },
+        `kicked by ${by}`,
+      );
+      return;
+    }
+    const time = minutes === undefined
+      ? "until an operator lifts it"
+      : `for ${count(minutes, "minute")}`;
     this.#options.onRemove?.(
       target,
-      { type: "error", code: "kicked", message },
-      `kicked by ${by.name}`,
+      {
+        type: "error",
+        code: "banned",
+        message: `you were banned by ${by} ${time}${reason ? `: ${reason}` : ""}`,
+      },
+      `banned by ${by}`,
     );
-    return target;
+  }
+
+  /** With a cluster: what an operator on another node did, done here too. */
+  #moderateFromBus(frame: EventFrame): void {
+    const key = nameKey(frame.name);
+    const target = this.#names.get(key);
+    const by = frame.by ?? "?";
+    switch (frame.event) {
+      case "kick":
+        if (target) this.#remove(target, "kick", by, frame.reason);
+        return;
+      case "mute": {
+        const until = Date.now() + (frame.minutes ?? 10) * 60_000;
+        this.moderation.mute(
+          key,
+          frame.name,
+          until,
+          target?.address ?? this.#held.get(key)?.address,
+        );
+        return;
+      }
+      case "ban": {
+        const address = target?.address ?? this.#held.get(key)?.address;
+        const ban: BanRecord = {
+          key,
+          name: frame.name,
+          reason: frame.reason ?? "",
+          ...(address === undefined ? {} : { address }),
+          ...(frame.minutes === undefined ? {} : { until: Date.now() + frame.minutes * 60_000 }),
+        };
+        this.moderation.ban(ban);
+        if (address !== undefined) this.#cluster?.saveBan(ban); // the address only this node knew
+        if (target) this.#remove(target, "ban", by, frame.reason, frame.minutes);
+        return;
+      }
+      case "unban":
+        this.moderation.unmute(key);
+        this.moderation.unban(key);
+        return;
+      case "motd":
+        this.moderation.motd = frame.text ?? "";
+        return;
+    }
   }
 
   /** An operator silences a name (online or not) for `minutes`; the rooms concerned are told. */
@@ -620,7 +713,8 @@ export class Hub {
     const target = this.#names.get(key);
     const address = target?.address ?? this.#held.get(key)?.address;
     this.moderation.mute(key, target?.name ?? name, Date.now() + minutes * 60_000, address);
-    this.#moderated(by, target?.name ?? name, target?.room, { event: "mute", minutes });
+    const room = target?.room ?? this.#remoteNames.get(key)?.room;
+    this.#moderated(by, target?.name ?? name, room, { event: "mute", minutes });
   }
 
   /**
@@ -641,25 +735,13 @@ export class Hub {
     };
     this.moderation.ban(ban);
     this.#journal?.saveBan(ban);
-    this.#moderated(by, ban.name, target?.room, {
+    this.#cluster?.saveBan(ban);
+    this.#moderated(by, ban.name, target?.room ?? this.#remoteNames.get(key)?.room, {
       event: "ban",
       ...(minutes === undefined ? {} : { minutes }),
       ...(reason ? { reason } : {}),
     });
-    if (target) {
-      const time = minutes === undefined
-        ? "until an operator lifts it"
-        : `for ${count(minutes, "minute")}`;
-      this.#options.onRemove?.(
-        target,
-        {
-          type: "error",
-          code: "banned",
-          message: `you were banned by ${by.name} ${time}${reason ? `: ${reason}` : ""}`,
-        },
-        `banned by ${by.name}`,
-      );
-    }
+    if (target) this.#remove(target, "ban", by.name, reason, minutes);
   }
 
   /**
@@ -678,6 +760,7 @@ export class Hub {
       return coveredBy === undefined ? { lifted: false } : { lifted: false, coveredBy };
     }
     if (ban) this.#journal?.removeBan(key);
+    if (ban) this.#cluster?.removeBan(key);
     this.#moderated(by, ban?.name ?? name, this.#names.get(key)?.room, { event: "unban" });
     return { lifted: true };
   }
@@ -685,6 +768,7 @@ export class Hub {
   /** An operator sets the message of the day, shown in every welcome. */
   setMotd(by: Member, text: string): void {
     this.moderation.motd = text;
+    this.#cluster?.saveMotd(text);
     this.#moderated(by, by.name, undefined, { event: "motd", text });
   }
 
@@ -937,9 +1021,66 @@ export class Hub {
    * messages, and who is on which node.
    */
   receive(items: Numbered[]): void {
+    for (const item of items) this.#inbox.push(item);
+    this.#drain();
+  }
+
+  /**
+   * Applies what the bus brought, in order; an item about a room this node
+   * does not hold waits (and all after it) until the room is loaded.
+   */
+  #drain(): void {
+    while (this.#loadingRooms === undefined && this.#inbox.length > 0) {
+      const item = this.#inbox[0];
+      const rooms = item.kind === "msg"
+        ? [item.message.room]
+        : item.kind === "event"
+        ? [item.room]
+        : item.kind === "members"
+        ? item.members.map((m) => m.room)
+        : [];
+      const missing = rooms.filter((name) => !this.#rooms.has(nameKey(name)));
+      if (missing.length > 0) {
+        this.#loadingRooms = Promise.all(missing.map((name) => this.prepare(name))).then(() => {
+          this.#loadingRooms = undefined;
+          this.#drain();
+        });
+        return;
+      }
+      this.#inbox.shift();
+      this.#apply(item);
+    }
+  }
+
+  /**
+   * With a cluster: loads a room this node does not hold (it let it go when
+   * it stood empty, or never had it) with its history from the shared
+   * store, before anyone enters it. Undefined when there is nothing to wait for.
+   */
+  prepare(name: string): Promise<void> | undefined {
     const cluster = this.#cluster;
-    if (!cluster) return;
-    for (const item of items) {
+    const key = nameKey(name);
+    if (!cluster || this.#rooms.has(key)) return undefined;
+    let loading = this.#roomLoads.get(key);
+    if (loading === undefined) {
+      loading = cluster.loadRoom(name).then(
+        (stored) => {
+          if (this.#rooms.has(key)) return;
+          if (stored) this.#restore(stored);
+          else this.#newRoom(name);
+        },
+        () => {
+          if (!this.#rooms.has(key)) this.#newRoom(name); // the store is away: start it empty
+        },
+      ).finally(() => this.#roomLoads.delete(key));
+      this.#roomLoads.set(key, loading);
+    }
+    return loading;
+  }
+
+  #apply(item: Numbered): void {
+    const cluster = this.#cluster!;
+    {
       if (item.node !== cluster.node) this.#nodesHeard.set(item.node, performance.now());
       switch (item.kind) {
         case "msg": {
@@ -969,7 +1110,10 @@ export class Hub {
             room: room.name,
             ...item.event,
           } as EventFrame;
-          if (item.node !== cluster.node) this.#follow(room, item.node, frame);
+          if (item.node !== cluster.node) {
+            this.#follow(room, item.node, frame);
+            this.#moderateFromBus(frame);
+          }
           if (item.announce) this.#deliver(room, frame);
           break;
         }
@@ -1007,8 +1151,10 @@ export class Hub {
         case "members":
           if (item.node === cluster.node) break;
           this.#forgetNode(item.node);
-          for (const { name, room } of item.members) {
-            this.#follow(this.#roomFor(room), item.node, { event: "join", name } as EventFrame);
+          for (const { name, room, op } of item.members) {
+            const into = this.#roomFor(room);
+            this.#follow(into, item.node, { event: "join", name } as EventFrame);
+            if (op) this.#follow(into, item.node, { event: "op", name } as EventFrame);
           }
           break;
         case "takeover": {
@@ -1060,6 +1206,11 @@ export class Hub {
       case "topic":
         room.topic = frame.topic ?? "";
         return;
+      case "op": {
+        const entry = room.remote.get(nameKey(frame.name));
+        if (entry) entry.op = true;
+        return;
+      }
     }
   }
 
@@ -1075,7 +1226,7 @@ export class Hub {
   /** Who is on this node, for a node that asks. */
   #membersItem(node: string): BusItem {
     const members = [...this.#names.values()].flatMap((m) =>
-      m.room ? [{ name: m.name, room: m.room.name }] : []
+      m.room ? [{ name: m.name, room: m.room.name, ...(m.op ? { op: true } : {}) }] : []
     );
     return { kind: "members", node, members };
   }

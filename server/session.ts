@@ -428,8 +428,13 @@ export class Session implements Member {
       holder.close("replaced by a new connection", { takeover: true, notice: replaced() });
     }
     const claimed = this.#claim(name, frame.token);
-    if (claimed instanceof Promise) {
-      this.#wait(claimed.then((ok) => this.#welcome(frame, name, roomName, resumed, ok)));
+    const ready = this.#ctx.hub.prepare(roomName); // with --redis, a room this node let go of
+    if (claimed instanceof Promise || ready) {
+      this.#wait(
+        Promise.all([claimed, ready]).then(([ok]) =>
+          this.#welcome(frame, name, roomName, resumed, ok)
+        ),
+      );
     } else {
       this.#welcome(frame, name, roomName, resumed, claimed);
     }
@@ -607,6 +612,14 @@ export class Session implements Member {
     if (!this.#actionAllowed("room changes, renames and topics", ref)) return;
     const roomName = this.#checkRoom(wanted, ref);
     if (roomName === undefined || !this.#mayCreateRoom(roomName, ref)) return;
+    const ready = this.#ctx.hub.prepare(roomName);
+    if (ready) this.#wait(ready.then(() => this.#enter(roomName, ref)));
+    else this.#enter(roomName, ref);
+  }
+
+  /** Moves into a room that this node holds. */
+  #enter(roomName: string, ref?: number): void {
+    if (this.closed || !this.#joined) return;
     const entry = this.#ctx.hub.enter(this, roomName, { history: this.#history });
     if (entry === undefined) {
       return this.#error(

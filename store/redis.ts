@@ -19,6 +19,7 @@
 
 import { Redis } from "ioredis";
 import type { RoomRecord, StoredMessage, StoredRoom } from "./sqlite.ts";
+import type { BanRecord } from "../server/moderation.ts";
 
 /** Where a node's Redis is and how to reach it. */
 export interface RedisOptions {
@@ -50,7 +51,7 @@ export type BusItem =
     announce: boolean;
   }
   | { kind: "dm"; node: string; ts: number; from: string; to: string; text: string; ref?: number }
-  | { kind: "members"; node: string; members: { name: string; room: string }[] }
+  | { kind: "members"; node: string; members: { name: string; room: string; op?: boolean }[] }
   | { kind: "sync"; node: string }
   | { kind: "beat"; node: string }
   | { kind: "takeover"; node: string; key: string };
@@ -202,27 +203,37 @@ export class RedisStore {
     const keys = await this.#redis.smembers(`${PREFIX}rooms`);
     const rooms: StoredRoom[] = [];
     for (const key of keys) {
-      const record = await this.#redis.hgetall(`${PREFIX}room:${key}`);
-      const entries = await this.#redis.xrevrange(
-        `${PREFIX}msgs:${key}`,
-        "+",
-        "-",
-        "COUNT",
-        this.#options.retention,
-      );
-      const recent = entries.reverse().map(([, fields]) => toMessage(JSON.parse(fields[1])));
-      const name = record.name ?? recent.at(-1)?.room;
-      if (name === undefined) continue;
-      rooms.push({
-        name,
-        topic: record.topic ?? "",
-        pinned: record.pinned === "1",
-        epoch: this.epoch,
-        lastSeq: Number(record.lastSeq ?? 0),
-        recent,
-      });
+      const room = await this.#loadRoom(key);
+      if (room) rooms.push(room);
     }
     return rooms;
+  }
+
+  /** One room as stored, with its last `retention` messages; undefined if there is none. */
+  loadRoom(name: string): Promise<StoredRoom | undefined> {
+    return this.#loadRoom(roomKey(name));
+  }
+
+  async #loadRoom(key: string): Promise<StoredRoom | undefined> {
+    const record = await this.#redis.hgetall(`${PREFIX}room:${key}`);
+    const entries = await this.#redis.xrevrange(
+      `${PREFIX}msgs:${key}`,
+      "+",
+      "-",
+      "COUNT",
+      this.#options.retention,
+    );
+    const recent = entries.reverse().map(([, fields]) => toMessage(JSON.parse(fields[1])));
+    const name = record.name ?? recent.at(-1)?.room;
+    if (name === undefined) return undefined;
+    return {
+      name,
+      topic: record.topic ?? "",
+      pinned: record.pinned === "1",
+      epoch: this.epoch,
+      lastSeq: Number(record.lastSeq ?? 0),
+      recent,
+    };
   }
 
   /** Appends items to the bus, numbered; rejects when Redis cannot take them. */
@@ -244,6 +255,32 @@ export class RedisStore {
       pinned: record.pinned ? "1" : "0",
     });
     await this.#redis.sadd(`${PREFIX}rooms`, roomKey(record.name));
+  }
+
+  /** Keeps a ban for every node, across restarts. */
+  saveBan(ban: BanRecord): void {
+    if (!this.available) return;
+    this.#redis.hset(`${PREFIX}bans`, ban.key, JSON.stringify(ban)).catch(() => {});
+  }
+
+  /** Forgets a ban. */
+  removeBan(key: string): void {
+    if (!this.available) return;
+    this.#redis.hdel(`${PREFIX}bans`, key).catch(() => {});
+  }
+
+  /** Keeps the message of the day for nodes that start later. */
+  saveMotd(text: string): void {
+    if (!this.available) return;
+    this.#redis.set(`${PREFIX}motd`, text).catch(() => {});
+  }
+
+  /** The bans in force and the message of the day, as stored. */
+  async loadModeration(): Promise<{ bans: BanRecord[]; motd: string }> {
+    const bans = Object.values(await this.#redis.hgetall(`${PREFIX}bans`))
+      .map((json) => JSON.parse(json) as BanRecord)
+      .filter((ban) => ban.until === undefined || ban.until > Date.now());
+    return { bans, motd: (await this.#redis.get(`${PREFIX}motd`)) ?? "" };
   }
 
   /**

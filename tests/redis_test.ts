@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { ChatServer } from "../server.ts";
 import type { ServerFrame } from "../protocol.ts";
 import { deadline, TestClient } from "./helpers.ts";
-import { Chat, startServe } from "./subprocess.ts";
+import { Chat, startServeWith } from "./subprocess.ts";
 
 /** A redis-server of the test's own, with an append-only file so a restart keeps its data. */
 class RedisServer {
@@ -72,9 +72,16 @@ class RedisServer {
   }
 }
 
-/** A `chat serve --redis` node. */
+/** A `chat serve --redis` node, with the operator token `secret`. */
 async function startNode(redis: RedisServer, ...extra: string[]) {
-  const node = await startServe("--redis", redis.url, ...extra);
+  const node = await startServeWith(
+    { CHAT_OP: "secret" },
+    "--op-token-env",
+    "CHAT_OP",
+    "--redis",
+    redis.url,
+    ...extra,
+  );
   return { ...node, server: { addr: { port: node.port } } as unknown as ChatServer };
 }
 
@@ -199,46 +206,67 @@ Deno.test("a client of a killed node resumes on another with exactly what it mis
   });
 });
 
-Deno.test("Redis lost while running: messages are refused, never lost; it comes back by itself", async () => {
+Deno.test("Redis lost under load: messages are refused, never lost nor doubled; it comes back", async () => {
   await withCluster(async (redis, clients, nodes) => {
     const a = await startNode(redis);
-    nodes.push(a);
-    const ada = await TestClient.join(a.server, "ada");
-    clients.push(ada);
+    const b = await startNode(redis);
+    nodes.push(a, b);
+    const senders = [
+      await TestClient.join(a.server, "ada"),
+      await TestClient.join(b.server, "bob"),
+    ];
+    const reader = await TestClient.join(b.server, "reader");
+    clients.push(...senders, reader);
+    await senders[0].frames.waitFor((f) => f.type === "event" && f.name === "reader", "ready");
     const acked: string[] = [];
-    const say = async (text: string, ref: number): Promise<ServerFrame> => {
-      await ada.send({ type: "msg", text, ref });
-      const answer = await ada.frames.waitFor(
-        (f) => (f.type === "msg" || f.type === "error") && "ref" in f && f.ref === ref,
-        `answer to ${ref}`,
-      );
-      if (answer.type === "msg") acked.push(text);
-      return answer;
-    };
-    assert.equal((await say("before", 1)).type, "msg");
+    let refused = 0;
+    let running = true;
+    const load = senders.map(async (sender) => {
+      for (let ref = 1; running && ref < 2000; ref++) {
+        const text = `${sender.name} ${ref}`;
+        await sender.send({ type: "msg", text, ref });
+        const answer = await sender.frames.waitFor(
+          (f) => (f.type === "msg" || f.type === "error") && "ref" in f && f.ref === ref,
+          `answer to ${text}`,
+        );
+        if (answer.type === "msg") acked.push(text);
+        else if (answer.type === "error" && answer.code === "storage_failed") refused++;
+        else if (answer.type === "error" && answer.code === "rate_limited") ref--;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
     await redis.stop();
-    const refused = await say("while down", 2);
-    assert.ok(
-      refused.type === "error" && refused.code === "storage_failed",
-      JSON.stringify(refused),
-    );
-    await redis.start();
-    let ref = 3;
     await deadline(
       (async () => {
-        while ((await say(`after ${ref}`, ref)).type !== "msg") {
-          ref++;
-          await new Promise((resolve) => setTimeout(resolve, 200));
-        }
+        while (refused === 0) await new Promise((resolve) => setTimeout(resolve, 20));
       })(),
-      15_000,
-      "service to resume",
+      10_000,
+      "a refusal while Redis is down",
     );
-    // Everything acknowledged is kept, once: a new client's history shows it.
-    const late = await TestClient.join(a.server, "late", { history: 100 });
+    await redis.start();
+    const before = acked.length;
+    await deadline(
+      (async () => {
+        while (acked.length < before + 20) await new Promise((resolve) => setTimeout(resolve, 20));
+      })(),
+      20_000,
+      "service to resume by itself",
+    );
+    running = false;
+    await Promise.all(load);
+    // Every acknowledged message is kept and relayed once; nothing refused is.
+    await reader.frames.waitFor(
+      () => acked.every((t) => reader.messages().some((m) => m.text === t)),
+      "all acked",
+    );
+    const seen = reader.messages().map((m) => m.text);
+    assert.equal(new Set(seen).size, seen.length, "nothing doubled");
+    assert.deepEqual([...seen].sort(), [...acked].sort(), "exactly what was acknowledged");
+    const late = await TestClient.join(a.server, "late", { history: 1000 });
     clients.push(late);
     await late.waitForMessages(acked.length);
-    assert.deepEqual(late.messages().map((m) => m.text), acked);
+    assert.deepEqual(late.messages().map((m) => m.text), seen, "the same order in history");
   });
 });
 
@@ -248,4 +276,65 @@ Deno.test("chat serve --redis with Redis unreachable exits 3 and says so", async
   assert.equal(await serve.exit(), 3);
   assert.match(serve.stderr, /cannot reach Redis at 127\.0\.0\.1:\d+/);
   await Deno.remove(redis.dir, { recursive: true });
+});
+
+Deno.test("a room a node let go of is loaded again from Redis, with its history", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis);
+    const b = await startNode(redis);
+    nodes.push(a, b);
+    const bob = await TestClient.join(b.server, "bob");
+    clients.push(bob);
+    // bob passes through r1 while it is empty: B lets the room go as he leaves.
+    await bob.send({ type: "join", room: "r1" });
+    await bob.frames.waitFor((f) => f.type === "room" && f.room === "r1", "in r1");
+    await bob.send({ type: "join", room: "lobby" });
+    await bob.frames.waitFor((f) => f.type === "room" && f.room === "lobby", "back");
+    const ada = await TestClient.join(a.server, "ada", { room: "r1" });
+    clients.push(ada);
+    for (let i = 1; i <= 3; i++) await ada.send({ type: "msg", text: `r1 m${i}` });
+    await ada.waitForMessages(3);
+    await bob.send({ type: "join", room: "r1" });
+    await bob.frames.waitFor((f) => f.type === "room" && f.room === "r1", "in r1 again");
+    await ada.send({ type: "msg", text: "r1 m4" });
+    await bob.frames.waitFor((f) => f.type === "msg" && f.text === "r1 m4", "live after");
+    assert.deepEqual(bob.messages().map((m) => m.text), ["r1 m1", "r1 m2", "r1 m3", "r1 m4"]);
+  });
+});
+
+Deno.test("operators act across nodes: kick, ban, mute, the message of the day, the @ mark", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis);
+    const b = await startNode(redis);
+    nodes.push(a, b);
+    const op = await TestClient.join(a.server, "teacher", { op: "secret" });
+    const bob = await TestClient.join(b.server, "bob");
+    const bea = await TestClient.join(b.server, "bea");
+    const cy = await TestClient.join(b.server, "cy");
+    clients.push(op, bob, bea, cy);
+    await op.frames.waitFor((f) => f.type === "event" && f.name === "cy", "cy seen on A");
+    await cy.send({ type: "who" });
+    const who = await cy.frames.waitFor((f) => f.type === "who", "who on B");
+    assert.ok(who.type === "who" && who.ops.includes("teacher"), "the operator is marked on B");
+
+    await op.send({ type: "kick", name: "bob", reason: "test" });
+    await bob.waitForError("kicked");
+    await bob.frames.waitForEnd();
+
+    await op.send({ type: "mute", name: "cy", minutes: 5 });
+    await cy.frames.waitFor((f) => f.type === "event" && f.event === "mute", "told");
+    await cy.send({ type: "msg", text: "muted?", ref: 3 });
+    await cy.waitForError("muted");
+
+    await op.send({ type: "motd", text: "quiz at 3" });
+    await cy.frames.waitFor((f) => f.type === "event" && f.event === "motd", "motd on B");
+    const late = await TestClient.join(b.server, "late");
+    clients.push(late);
+    assert.equal(late.welcome!.motd, "quiz at 3");
+
+    // A ban covers the address too, and every test client is 127.0.0.1: last.
+    await op.send({ type: "ban", name: "bea", reason: "spam" });
+    await bea.waitForError("banned");
+    await assert.rejects(TestClient.join(a.server, "bea"), /banned/);
+  });
 });
