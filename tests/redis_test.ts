@@ -5,7 +5,6 @@
 
 import assert from "node:assert/strict";
 import type { ChatServer } from "../server.ts";
-import type { ServerFrame } from "../protocol.ts";
 import { deadline, TestClient } from "./helpers.ts";
 import { Chat, startServeWith } from "./subprocess.ts";
 
