@@ -90,6 +90,8 @@ export interface ServeOptions {
    * start. The server then shares one chat with every node on that Redis.
    */
   redis?: { store: RedisStore; rooms: StoredRoom[]; bans: BanRecord[]; motd: string };
+  /** Share the port with other nodes on this machine (SO_REUSEPORT; Linux). */
+  reusePort?: boolean;
   /** How long a node's claim on a name lasts unrenewed, with `redis`. Default 15 s. */
   nameLeaseMs?: number;
   /** PEM certificate chain and private key: the port then speaks TLS only. */
@@ -238,7 +240,11 @@ export function serve(options: ServeOptions = {}): ChatServer {
       },
     });
     if (config.redis?.motd) hub.moderation.motd = config.redis.motd;
-    listener = Deno.listen({ hostname: config.hostname, port: config.port });
+    listener = Deno.listen({
+      hostname: config.hostname,
+      port: config.port,
+      ...(config.reusePort ? { reusePort: true } : {}),
+    });
     try {
       if (config.web) webListener = Deno.listen(config.web);
     } catch (error) {
@@ -507,6 +513,9 @@ Options:
                           TLS); Redis then keeps the history
   --redis-lease SECS      how long a stopped node's names stay taken (default
                           ${SERVE_DEFAULTS.nameLeaseMs / 1000})
+  --reuse-port            let several nodes on this machine listen on the same
+                          port, the kernel sharing connections out (Linux;
+                          needs --redis)
   --retention N           messages kept per room for replay (default ${SERVE_DEFAULTS.retention})
   --room-history-mb N     most megabytes of messages kept per room for
                           replay, oldest dropped first (default ${
@@ -565,6 +574,7 @@ export function parseServeArgs(
       db: { type: "string" },
       redis: { type: "string" },
       "redis-lease": { type: "string" },
+      "reuse-port": { type: "boolean" },
       retention: { type: "string" },
       "room-history-mb": { type: "string" },
       "history-mb": { type: "string" },
@@ -620,11 +630,21 @@ export function parseServeArgs(
   if (values["redis-lease"] !== undefined && values.redis === undefined) {
     throw new UsageError("--redis-lease needs --redis", help);
   }
+  if (values["reuse-port"] && values.redis === undefined) {
+    throw new UsageError(
+      "--reuse-port needs --redis: nodes sharing a port must share one chat",
+      help,
+    );
+  }
+  if (values["reuse-port"] && Deno.build.os !== "linux") {
+    throw new UsageError("--reuse-port works on Linux only", help);
+  }
   if (webOrigins !== undefined && web === undefined) {
     throw new UsageError("--web-origin needs --web", help);
   }
   return {
     redisUrl: values.redis,
+    reusePort: values["reuse-port"],
     nameLeaseMs: seconds(int("redis-lease", values["redis-lease"], 2, 3600)),
     web,
     webOrigins,

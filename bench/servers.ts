@@ -55,7 +55,10 @@ async function which(cmd: string): Promise<string | null> {
 async function shippedFlags(): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${repoDir}deno.json`));
   return (config.tasks.compile as string).split(/\s+/)
-    .filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags"));
+    .filter((word) =>
+      word.startsWith("--allow-") || word.startsWith("--unstable-") ||
+      word.startsWith("--v8-flags")
+    );
 }
 
 let CHAT_FLAGS = await shippedFlags();

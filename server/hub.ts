@@ -41,7 +41,7 @@ import { type Codec, Encodings, jsonLines } from "./codec.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
 import { type BanRecord, Moderation } from "./moderation.ts";
-import type { BusItem, Numbered } from "../store/redis.ts";
+import { type BusItem, NotSent, type Numbered } from "../store/redis.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -195,6 +195,9 @@ export const WHO_LIMIT = 1000;
  * senders; past all of it, new messages are refused.
  */
 export const MAX_UNSTORED_BYTES = 8 * 1024 * 1024;
+/** How often a publish of unknown outcome is tried again while the shared store is away. */
+const UNCERTAIN_RETRY_MS = 250;
+
 /** Bytes of recent private messages kept per name, to replay after a takeover. */
 export const DIRECT_LOG_BYTES = 32 * 1024;
 
@@ -298,6 +301,8 @@ export class Hub {
   readonly #inbox: Numbered[] = [];
   #loadingRooms: Promise<void> | undefined;
   readonly #roomLoads = new Map<string, Promise<void>>();
+  /** Bus items whose publishing had an unknown outcome, to be published again first. */
+  #uncertain: BusItem[] = [];
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -973,23 +978,29 @@ export class Hub {
     this.#pendingBytes = 0;
     const rooms = [...this.#roomWrites].map((room) => room.record);
     this.#roomWrites.clear();
-    if (pending.length === 0 && rooms.length === 0) return;
-    const items: BusItem[] = [];
-    const tags: number[] = [];
+    // Items whose first try had an unknown outcome go first, in their order, before anything new.
+    const retry = this.#uncertain;
+    this.#uncertain = [];
+    if (pending.length === 0 && rooms.length === 0 && retry.length === 0) return;
+    const fresh: BusItem[] = [];
+    const refused: { member: Member; ref?: number; tag: number }[] = [];
     for (const item of pending) {
       if (item.kind === "msg") {
         const tag = this.#nextTag++;
         this.#senders.set(tag, item.sender);
-        tags.push(tag);
+        refused.push({ member: item.sender, ref: item.message.ref, tag });
         const { seq: _seq, id: _id, ...message } = item.message;
-        items.push({ kind: "msg", node: cluster.node, tag, message });
+        fresh.push({ kind: "msg", node: cluster.node, tag, message });
       } else if (item.kind === "event") {
         const { type: _type, id: _id, ts: _ts, room, ...event } = item.frame;
-        items.push({ kind: "event", node: cluster.node, room, event, announce: item.announce });
+        fresh.push({ kind: "event", node: cluster.node, room, event, announce: item.announce });
       } else {
-        items.push(item.item);
+        fresh.push(item.item);
       }
     }
+    // Every item gets a tag of this node's, so that trying it again cannot publish it twice.
+    for (const item of fresh) (item as { tag?: number }).tag ??= this.#nextTag++;
+    const items = [...retry, ...fresh];
     const written = Promise.all([
       items.length > 0 ? cluster.publish(items) : undefined,
       ...rooms.map((record) => cluster.saveRoom(record)),
@@ -997,11 +1008,24 @@ export class Hub {
     this.#writing = written.then(
       () => {},
       (error) => {
-        for (const tag of tags) this.#senders.delete(tag);
-        const refused = pending.flatMap((p) =>
-          p.kind === "msg" ? [{ member: p.sender, ref: p.message.ref }] : []
-        );
-        this.#options.onStoreError?.(error, refused);
+        if (!(error instanceof NotSent)) {
+          // It may have reached Redis before the connection went: try it all again (publishing
+          // is idempotent) until Redis answers, so that senders hear for sure either way.
+          this.#uncertain = items;
+          setTimeout(() => this.flush(), UNCERTAIN_RETRY_MS);
+          return;
+        }
+        // Never sent: new messages are refused at once, and what was uncertain stays so.
+        // Notices are let go (the nodes learn again who is where once Redis is back).
+        this.#uncertain = retry;
+        if (retry.length > 0) setTimeout(() => this.flush(), UNCERTAIN_RETRY_MS);
+        for (const { tag } of refused) this.#senders.delete(tag);
+        for (const item of fresh) {
+          if (item.kind !== "dm") continue;
+          const sender = this.#names.get(nameKey(item.from));
+          if (sender) refused.push({ member: sender, ref: item.ref, tag: 0 });
+        }
+        if (refused.length > 0) this.#options.onStoreError?.(error, refused);
       },
     ).finally(() => {
       this.#writing = undefined;
@@ -1081,7 +1105,14 @@ export class Hub {
   #apply(item: Numbered): void {
     const cluster = this.#cluster!;
     {
-      if (item.node !== cluster.node) this.#nodesHeard.set(item.node, performance.now());
+      if (item.node !== cluster.node) {
+        // A node not heard from (new, or back after Redis was away): ask who is where.
+        const stranger = !this.#nodesHeard.has(item.node);
+        this.#nodesHeard.set(item.node, performance.now());
+        if (stranger && item.kind !== "members" && item.kind !== "sync") {
+          this.#publishNow([{ kind: "sync", node: cluster.node }]);
+        }
+      }
       switch (item.kind) {
         case "msg": {
           const room = this.#roomFor(item.message.room);
@@ -1256,6 +1287,7 @@ export class Hub {
   async leaveCluster(): Promise<void> {
     const cluster = this.#cluster;
     if (!cluster) return;
+    for (const key of [...this.#claims.keys()]) this.#unclaim(key); // held names too
     await Promise.all(this.#releases);
     await cluster.publish([{ kind: "members", node: cluster.node, members: [] }]).catch(() => {});
   }

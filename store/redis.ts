@@ -56,6 +56,13 @@ export type BusItem =
   | { kind: "beat"; node: string }
   | { kind: "takeover"; node: string; key: string };
 
+/** Redis was known to be away: nothing was sent, so nothing can have been stored. */
+export class NotSent extends Error {
+  constructor() {
+    super("Redis is not reachable");
+  }
+}
+
 /** A bus item as read back: numbered. */
 export type Numbered = BusItem & { id: number; seq?: number };
 
@@ -67,9 +74,13 @@ const BUS_MAX = 100_000;
 const PUBLISH = `
 local out = {}
 local retention = ARGV[1]
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   local roomkey = ARGV[i]
-  local json = ARGV[i + 1]
+  local once = ARGV[i + 1]
+  local json = ARGV[i + 2]
+  if once ~= '' and not redis.call('SET', '${PREFIX}once:' .. once, 1, 'NX', 'EX', 3600) then
+    out[#out + 1] = 0
+  else
   local id = redis.call('INCR', '${PREFIX}ids')
   local fields = ',"id":' .. id
   if roomkey ~= '' then
@@ -83,6 +94,7 @@ for i = 2, #ARGV, 2 do
   end
   redis.call('XADD', '${PREFIX}bus', 'MAXLEN', '~', ${BUS_MAX}, '*', 'd', json)
   out[#out + 1] = id
+  end
 end
 return out`;
 
@@ -148,26 +160,34 @@ export class RedisStore {
   /** Connects, or throws an Error that says why (the server exits 3). */
   static async connect(options: RedisOptions): Promise<RedisStore> {
     const settings = redisSettings(options.url);
-    const make = () =>
+    const make = (resend: boolean) =>
       new Redis({
         ...settings,
         lazyConnect: true,
         connectTimeout: 3000,
         maxRetriesPerRequest: 1,
+        // A write cut off by a lost connection is not sent again by itself: the hub
+        // decides. The bus reader's blocking read is sent again, or it would wait for ever.
+        autoResendUnfulfilledCommands: resend,
         // Reconnect for ever, backing off to 2 s; commands meanwhile fail at once.
         retryStrategy: (times: number) => Math.min(2000, 50 * 2 ** Math.min(times, 6)),
       });
-    const redis = make() as Scripted;
-    const reader = make();
-    let reported = false;
+    const redis = make(false) as Scripted;
+    const reader = make(true);
+    let lost = false;
     for (const connection of [redis, reader]) {
-      connection.on("error", (error: Error) => {
-        if (!reported) options.log(`redis: ${error.message}; retrying`);
-        reported = true;
+      connection.on("error", () => {}); // told once, below, by "close"
+      connection.on("close", () => {
+        if (!lost && connection.status !== "end") {
+          options.log(
+            "redis: lost the connection to Redis; new messages are refused until it is back",
+          );
+        }
+        lost = true;
       });
       connection.on("ready", () => {
-        if (reported) options.log("redis: connected again");
-        reported = false;
+        if (lost) options.log("redis: connected again");
+        lost = false;
       });
     }
     try {
@@ -238,10 +258,13 @@ export class RedisStore {
 
   /** Appends items to the bus, numbered; rejects when Redis cannot take them. */
   async publish(items: BusItem[]): Promise<number[]> {
-    if (!this.available) throw new Error("Redis is not reachable");
+    if (!this.available) throw new NotSent();
     const args: string[] = [String(this.#options.retention)];
     for (const item of items) {
-      args.push(item.kind === "msg" ? roomKey(item.message.room) : "", JSON.stringify(item));
+      // Published once however often it is tried: known by its node and tag.
+      const tag = (item as { tag?: number }).tag;
+      const once = tag === undefined ? "" : `${item.node}:${tag}`;
+      args.push(item.kind === "msg" ? roomKey(item.message.room) : "", once, JSON.stringify(item));
     }
     return await this.#redis.chatPublish(...args);
   }
@@ -289,7 +312,7 @@ export class RedisStore {
    * holder will come back with.
    */
   async claim(key: string, presented: string | undefined, own: string): Promise<boolean> {
-    if (!this.available) throw new Error("Redis is not reachable");
+    if (!this.available) throw new NotSent();
     const value = `${own}|${this.node}`;
     return await this.#redis.chatClaim(
       `${PREFIX}name:${key}`,

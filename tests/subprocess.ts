@@ -11,7 +11,10 @@ export const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ro
 /** The `--allow-*` and `--v8-flags` of the compile task: how the shipped binary runs. */
 export const SHIPPED_FLAGS: string[] = (config.tasks.compile as string)
   .split(/\s+/)
-  .filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags"));
+  .filter((word) =>
+    word.startsWith("--allow-") || word.startsWith("--unstable-") ||
+    word.startsWith("--v8-flags")
+  );
 
 /** A running `chat` process whose output a test can wait on. */
 export class Chat {
