@@ -383,9 +383,13 @@ class Client {
     }
     this.#link = link;
     this.#name = welcome.name;
+    // Resuming in the same numbering, the seq moves on only as the replay arrives: a link that
+    // drops again during the replay asks again for what it has not had.
+    const resumed = this.#seq !== undefined && this.#epoch === welcome.epoch &&
+      this.#room === welcome.room;
+    if (!resumed) this.#seq = welcome.seq;
     this.#room = welcome.room;
     this.#token = welcome.token;
-    this.#seq = welcome.seq;
     this.#epoch = welcome.epoch;
     this.#dmSeen ??= 0; // from here on, every private message is ours to see
     this.#outbox.attach(link, welcome);

@@ -417,7 +417,11 @@ export function serve(options: ServeOptions = {}): ChatServer {
   }
   const accepting = Promise.all([
     acceptLoop(listener, accept),
-    webListener ? acceptLoop(webListener, acceptWeb) : undefined,
+    webListener
+      ? acceptLoop(webListener, (tcp) => {
+        acceptWeb(tcp).catch((error) => log(`web connection failed: ${error}`));
+      })
+      : undefined,
   ]);
 
   return {
@@ -611,16 +615,18 @@ export function parseServeArgs(
       );
     }
   }
-  const webOrigins = values["web-origin"]?.flatMap((list) => list.split(","));
-  for (const origin of webOrigins ?? []) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+  // As a browser writes it (lower case, no default port), so that the comparison is exact.
+  const webOrigins = values["web-origin"]?.flatMap((list) => list.split(",")).map((origin) => {
+    const url = URL.canParse(origin) ? new URL(origin) : undefined;
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(origin) || !url) {
       throw new UsageError(
         `--web-origin ${origin}: expected an origin such as https://chat.example.edu (scheme, ` +
           "host and port if not the default; no path)",
         help,
       );
     }
-  }
+    return url.origin;
+  });
   if (values.db !== undefined && values.redis !== undefined) {
     throw new UsageError(
       "--db and --redis do not go together: with --redis, Redis keeps the history",

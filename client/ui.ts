@@ -100,12 +100,17 @@ export interface TerminalOptions {
  * ```
  */
 export function mentions(text: string, name: string): boolean {
-  const at = text.toLowerCase().indexOf(name.toLowerCase());
-  if (at === -1 || name === "") return false;
+  // A loop, not recursion: a long message full of the name must not exhaust the stack.
+  const hay = text.toLowerCase();
+  const needle = name.toLowerCase();
+  if (needle === "") return false;
   const word = /[\p{L}\p{N}_]/u;
-  const before = text.slice(0, at).at(-1) ?? " ";
-  const after = text.slice(at + name.length).at(0) ?? " ";
-  return !word.test(before) && !word.test(after) || mentions(text.slice(at + 1), name);
+  for (let at = hay.indexOf(needle); at !== -1; at = hay.indexOf(needle, at + 1)) {
+    const before = hay[at - 1] ?? " ";
+    const after = hay[at + needle.length] ?? " ";
+    if (!word.test(before) && !word.test(after)) return true;
+  }
+  return false;
 }
 
 /**

@@ -77,6 +77,8 @@ export interface Connection {
   close(): void;
   /** TLS only: resolves once the handshake is done. */
   handshake?(): Promise<unknown>;
+  /** When the peer was last heard from below the frames (a WebSocket's pings), if known. */
+  readonly heardAt?: number;
 }
 
 /** What every session shares: the hub, the limits and the log. */
@@ -211,7 +213,7 @@ export class Session implements Member {
       return;
     }
     if (this.#mode === "plain") return; // a person in nc cannot answer pings
-    const silent = now - this.#heardAt;
+    const silent = now - Math.max(this.#heardAt, this.#conn.heardAt ?? 0);
     if (silent >= idleTimeoutMs) {
       this.#error("timeout", `nothing heard from you for ${Math.round(silent / 1000)} s`);
       this.close("timed out");
@@ -323,6 +325,13 @@ export class Session implements Member {
     this.#lineBytes = line instanceof Uint8Array ? line.length : 0;
     if (this.#mode === "undecided" && line instanceof Uint8Array && startsWithBom(line)) {
       line = line.subarray(3); // an editor's or a Windows tool's byte-order mark
+    }
+    if (this.#mode === "undecided" && line instanceof Uint8Array && isHttpRequest(line)) {
+      // A browser sent here, maybe by another site's page (a "no-cors" POST): never a
+      // chat client, and never a guess at the password.
+      this.deliver(textEncoder.encode(HTTP_REFUSAL));
+      this.close("an HTTP request on the chat port");
+      return;
     }
     if (this.#mode === "undecided") {
       clearTimeout(this.#plainTimer);
@@ -1040,6 +1049,17 @@ const STORE_UNREACHABLE = "the server cannot reach its shared store (Redis) just
 
 /** How long a plain-text client has to type the password. */
 const PASSWORD_TIMEOUT_MS = 60_000;
+
+/** What a web browser that reached the chat port is answered. */
+const HTTP_REFUSAL = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+  "Connection: close\r\n\r\nThis is a chat server's chat port, not a web page: join with chat " +
+  "join, nc or telnet, or open the chat's web page (chat serve --web).\n";
+
+/** Whether a first line is an HTTP request line, such as `POST / HTTP/1.1`. */
+function isHttpRequest(line: Uint8Array): boolean {
+  const start = String.fromCharCode(...line.subarray(0, 80));
+  return /^[A-Z]{3,7} \S+ HTTP\/\d/.test(start);
+}
 
 function startsWithBom(line: Uint8Array): boolean {
   return line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf;

@@ -108,7 +108,7 @@ export async function handleHttp(
     if (read === undefined || read === TIMED_OUT) throw new Error("no request in time");
     request = read;
   } catch {
-    conn.close(); // a stalled or broken request: nothing to answer
+    closeQuietly(conn); // a stalled or broken request: nothing to answer
     return undefined;
   }
   try {
@@ -156,7 +156,7 @@ export async function handleHttp(
   } catch {
     // The browser went away; nothing to tell it.
   }
-  conn.close();
+  closeQuietly(conn);
   return undefined;
 }
 
@@ -195,20 +195,22 @@ export function originAllowed(
 }
 
 /**
- * The names this machine goes by on a LAN: its host name, the name's first
- * label, and that label under `.local` (mDNS). Empty when not allowed to ask.
+ * The names this machine goes by on a LAN: its host name and the name's
+ * first label. Not `NAME.local`: anyone on the LAN can answer for that one
+ * (mDNS), which would let a page's DNS trick through. Empty when not allowed
+ * to ask.
  *
  * @example
  * ```ts
  * import { machineNames } from "./web.ts";
- * machineNames(); // e.g. ["lab1.example.edu", "lab1", "lab1.local"]
+ * machineNames(); // e.g. ["lab1.example.edu", "lab1"]
  * ```
  */
 export function machineNames(): string[] {
   try {
     const name = Deno.hostname().toLowerCase();
     const short = name.split(".")[0];
-    return [...new Set([name, short, `${short}.local`])];
+    return [...new Set([name, short])];
   } catch {
     return [];
   }
@@ -232,9 +234,13 @@ interface Request {
 async function readHead(conn: Connection): Promise<Request | undefined> {
   const buffer = new Uint8Array(MAX_HEAD_BYTES);
   let length = 0;
+  let scanned = 0; // each byte is looked at about once, however the head is split
   for (;;) {
-    const end = headEnd(buffer, length);
-    if (end >= 0) return parseHead(buffer.subarray(0, end), buffer.slice(end + 4, length));
+    const end = headEnd(buffer, scanned, length);
+    if (end !== undefined) {
+      return parseHead(buffer.subarray(0, end.at), buffer.slice(end.at + end.size, length));
+    }
+    scanned = Math.max(0, length - 3);
     if (length === buffer.length) {
       return parseHead(buffer, new Uint8Array(), `request head over ${MAX_HEAD_BYTES} bytes`);
     }
@@ -244,17 +250,24 @@ async function readHead(conn: Connection): Promise<Request | undefined> {
   }
 }
 
-function headEnd(buffer: Uint8Array, length: number): number {
-  for (let i = 0; i + 3 < length; i++) {
-    if (
-      buffer[i] === 13 && buffer[i + 1] === 10 && buffer[i + 2] === 13 && buffer[i + 3] === 10
-    ) return i;
+/** Where the blank line ending a head is (CRLF CRLF, or LF LF), searching from `from`. */
+function headEnd(
+  buffer: Uint8Array,
+  from: number,
+  length: number,
+): { at: number; size: number } | undefined {
+  for (let i = from; i + 1 < length; i++) {
+    if (buffer[i] !== 10) continue;
+    if (buffer[i + 1] === 10) return { at: i, size: 2 };
+    if (buffer[i + 1] === 13 && buffer[i + 2] === 10) {
+      return buffer[i - 1] === 13 ? { at: i - 1, size: 4 } : { at: i, size: 3 };
+    }
   }
-  return -1;
+  return undefined;
 }
 
 function parseHead(bytes: Uint8Array, leftover: Uint8Array, error?: string): Request {
-  const lines = new TextDecoder().decode(bytes).split("\r\n");
+  const lines = new TextDecoder().decode(bytes).split(/\r?\n/);
   const [method = "", target = "", version = ""] = lines[0].split(" ");
   const headers = new Map<string, string>();
   for (const line of lines.slice(1)) {
@@ -287,7 +300,7 @@ async function answer(
 ): Promise<undefined> {
   const body = new TextEncoder().encode(message + "\n");
   await within(writeAll(conn, response(status, "text/plain; charset=utf-8", body, extra)), 1000);
-  conn.close();
+  closeQuietly(conn);
   return undefined;
 }
 
@@ -315,6 +328,15 @@ function response(
 
 function head(status: number, text: string, lines: string[]): Uint8Array {
   return new TextEncoder().encode(`HTTP/1.1 ${status} ${text}\r\n${lines.join("\r\n")}\r\n\r\n`);
+}
+
+/** Closes a connection that shutdown may have closed already. */
+function closeQuietly(conn: Connection): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
 }
 
 async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {

@@ -93,6 +93,8 @@ export class WebSocketConn implements Connection {
   #closed = false;
   /** Why the connection was failed, if the peer broke the protocol. */
   failure: string | undefined;
+  /** When anything last came from the peer, control frames included (`performance.now()`). */
+  heardAt = performance.now();
 
   /** `leftover` is what was read past the end of the HTTP request. */
   constructor(inner: Connection, leftover: Uint8Array) {
@@ -118,6 +120,7 @@ export class WebSocketConn implements Connection {
       const got = await this.#inner.read(this.#raw.subarray(this.#end));
       if (got === null) return null;
       this.#end += got;
+      this.heardAt = performance.now(); // a ping or a pong is a sign of life too
     }
   }
 
@@ -143,8 +146,14 @@ export class WebSocketConn implements Connection {
   }
 
   #send(opcode: number, payload: Uint8Array): Promise<void> {
-    const bytes = frame(opcode, payload);
-    const sent = this.#writing.then(() => writeAll(this.#inner, bytes));
+    // A large batch goes out after its header rather than copied behind it: a peer that stops
+    // reading must not hold the outbound queue's bytes twice.
+    const large = payload.length > COPY_LIMIT;
+    const bytes = large ? header(opcode, payload.length) : frame(opcode, payload);
+    const sent = this.#writing.then(async () => {
+      await writeAll(this.#inner, bytes);
+      if (large) await writeAll(this.#inner, payload);
+    });
     this.#writing = sent.catch(() => {});
     return sent;
   }
@@ -274,11 +283,20 @@ export class WebSocketConn implements Connection {
   }
 }
 
+/** Batches up to this size are copied behind their header, to go out in one write. */
+const COPY_LIMIT = 16 * 1024;
+
 /** One unmasked frame, as a server sends it. */
 function frame(opcode: number, payload: Uint8Array): Uint8Array {
-  const n = payload.length;
-  const headerSize = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const bytes = new Uint8Array(headerSize + n);
+  const top = header(opcode, payload.length, payload.length);
+  top.set(payload, top.length - payload.length);
+  return top;
+}
+
+/** A frame's header for `n` bytes of payload, with room for `extra` bytes after it. */
+function header(opcode: number, n: number, extra = 0): Uint8Array {
+  const size = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const bytes = new Uint8Array(size + extra);
   bytes[0] = 0x80 | opcode;
   if (n < 126) {
     bytes[1] = n;
@@ -290,7 +308,6 @@ function frame(opcode: number, payload: Uint8Array): Uint8Array {
     bytes[1] = 127;
     new DataView(bytes.buffer).setBigUint64(2, BigInt(n));
   }
-  bytes.set(payload, headerSize);
   return bytes;
 }
 

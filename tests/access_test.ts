@@ -86,6 +86,34 @@ Deno.test("password: a plain-text client types it first; a wrong one is told and
   });
 });
 
+Deno.test("a browser's request to the chat port (another site's no-cors POST) is turned away, never a guess", async () => {
+  await withServer({ password: "lab9" }, async (server, clients) => {
+    const ada = await TestClient.join(server, "ada", { password: "lab9" });
+    clients.push(ada);
+    for (let i = 0; i < 5; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      await conn.write(new TextEncoder().encode(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\r\n" +
+          "/nick mallory\nI was made to say this\n/msg ada psst\n",
+      ));
+      let answer = "";
+      for await (const chunk of conn.readable) answer += new TextDecoder().decode(chunk);
+      assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*not a web page/);
+    }
+    // Nothing it carried was taken for chat, and the class's password still works at once.
+    const bob = await TestClient.join(server, "bob", { password: "lab9" });
+    clients.push(bob);
+    await bob.send({ type: "msg", text: "after" });
+    await ada.frames.waitFor((f) => f.type === "msg" && f.text === "after", "bob's message");
+    assert.ok(
+      !ada.frames.received.some((f) =>
+        (f.type === "msg" || f.type === "dm") && /made to say|psst/.test(f.text)
+      ),
+    );
+    assert.ok(!ada.frames.received.some((f) => f.type === "event" && f.name === "mallory"));
+  });
+});
+
 Deno.test("password: guessing in a loop meets a growing wait, and costs others nothing", async () => {
   await withServer({ password: "lab9", maxPerAddress: 16 }, async (server, clients) => {
     const ada = await TestClient.join(server, "ada", { password: "lab9" });

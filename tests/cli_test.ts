@@ -138,7 +138,9 @@ Deno.test("help and version", async () => {
 Deno.test("every compile task bakes in the same flags, and compile:all covers the lab's five targets", () => {
   const tasks = config.tasks as Record<string, string>;
   const flags = (task: string) =>
-    tasks[task].split(/\s+/).filter((w) => w.startsWith("--allow-") || w.startsWith("--v8-flags"));
+    tasks[task].split(/\s+/).filter((w) =>
+      w.startsWith("--allow-") || w.startsWith("--unstable-") || w.startsWith("--v8-flags")
+    );
   const targets = Object.keys(tasks).filter((name) => /^compile:(?!all$)/.test(name));
   for (const name of targets) {
     assert.deepEqual(flags(name), SHIPPED_FLAGS, name);
@@ -149,6 +151,7 @@ Deno.test("every compile task bakes in the same flags, and compile:all covers th
   // The database thread's module is loaded as a worker, which deno compile does not follow.
   for (const name of ["compile", ...targets]) {
     assert.match(tasks[name], /--include store\/worker\.ts /, `${name} embeds the worker`);
+    assert.match(tasks[name], /--include web\/ /, `${name} embeds the web page`);
   }
   const all = tasks["compile:all"];
   for (const name of targets) assert.ok(all.includes(`deno task ${name}`), name);
@@ -185,4 +188,12 @@ Deno.test("chat join A,B tries the addresses in turn, on connecting and on recon
     await ada.exit();
     await stop(b.serve);
   }
+});
+
+Deno.test("--web-origin is kept as a browser writes an origin", async () => {
+  const { parseServeArgs } = await import("../server.ts");
+  const options = parseServeArgs(["--web", "0", "--web-origin", "http://Chat.Lab.example:80"]);
+  assert.ok(options !== "help");
+  assert.deepEqual(options.webOrigins, ["http://chat.lab.example"]);
+  assert.throws(() => parseServeArgs(["--web", "0", "--web-origin", "chat.lab.example"]), /origin/);
 });

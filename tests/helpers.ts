@@ -275,6 +275,8 @@ export class Proxy {
   /** How many connections it has carried. */
   connections = 0;
   #closed = false;
+  /** Set by {@linkcode Proxy.cutAfter}: the next connection's downstream byte budget. */
+  #cutAfter: number | undefined;
 
   /**
    * With `slowStart`, what a client sends first is held back until the
@@ -304,21 +306,36 @@ export class Proxy {
     }
     const pair: [Deno.TcpConn, Deno.TcpConn] = [conn, upstream];
     this.#pairs.add(pair);
+    let budget = this.#cutAfter ?? Infinity;
+    this.#cutAfter = undefined;
     const serverSpoke = Promise.withResolvers<void>();
-    const pipe = (from: Deno.TcpConn, to: Deno.TcpConn, onFirst = () => {}) =>
-      from.readable
-        .pipeThrough(
-          new TransformStream({ transform: (chunk, out) => (onFirst(), out.enqueue(chunk)) }),
-        )
-        .pipeTo(to.writable).catch(() => {}).finally(() => {
-          serverSpoke.resolve();
-          this.#cutPair(pair);
-        });
+    const pipe = (from: Deno.TcpConn, to: Deno.TcpConn) =>
+      from.readable.pipeTo(to.writable).catch(() => {}).finally(() => {
+        serverSpoke.resolve();
+        this.#cutPair(pair);
+      });
     const up = async () => {
       if (slowStart) await serverSpoke.promise;
       await pipe(conn, upstream);
     };
-    const task = Promise.all([up(), pipe(upstream, conn, serverSpoke.resolve)]);
+    const task = Promise.all([
+      up(),
+      upstream.readable
+        .pipeThrough(
+          new TransformStream({
+            transform: (chunk, out) => {
+              serverSpoke.resolve();
+              out.enqueue(chunk);
+              budget -= chunk.length;
+              if (budget <= 0) queueMicrotask(() => this.#cutPair(pair));
+            },
+          }),
+        )
+        .pipeTo(conn.writable).catch(() => {}).finally(() => {
+          serverSpoke.resolve();
+          this.#cutPair(pair);
+        }),
+    ]);
     this.#tasks.add(task);
     await task;
     this.#tasks.delete(task);
@@ -333,6 +350,11 @@ export class Proxy {
         // Closed by the pipe already.
       }
     }
+  }
+
+  /** Cuts the next connection once it has carried `bytes` from the server: a drop mid-replay. */
+  cutAfter(bytes: number): void {
+    this.#cutAfter = bytes;
   }
 
   /** New connections wait (a network that is down) until {@linkcode Proxy.release}. */

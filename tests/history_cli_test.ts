@@ -122,3 +122,35 @@ Deno.test("chat log: clear errors for a missing database and bad options", async
     assert.equal(await bad.exit(), 2, args.join(" "));
   }
 });
+
+Deno.test("a connection cut again during the replay of what was missed still ends with every message once", async () => {
+  const { serve, port } = await startServe(
+    "--quiet",
+    ...["--rate", "1000", "--burst", "1000", "--rate-bytes", "1073741824"],
+  );
+  const proxy = new Proxy(port);
+  const sender = await TestClient.join(at(port), "sender");
+  try {
+    const ada = new Chat(["join", `127.0.0.1:${proxy.port}`, "--name", "ada", "--json"]);
+    await ada.waitFor(/"type":"welcome"/);
+    proxy.hold();
+    proxy.cut();
+    await ada.waitForStderr(/reconnecting in/);
+    const text = (i: number) => `missed ${i} `.padEnd(1000, "x");
+    for (let i = 1; i <= 300; i++) await sender.send({ type: "msg", text: text(i) });
+    await sender.waitForMessages(300);
+    proxy.cutAfter(20_000); // the next connection drops a few messages into the replay
+    proxy.release();
+    await ada.waitFor(/"text":"missed 300 /, 30_000);
+    assert.ok(proxy.connections >= 3, "it was cut during the replay");
+    const texts = ada.stdout.map((l) => JSON.parse(l)).filter((f) =>
+      f.type === "msg" && f.from === "sender"
+    ).map((f) => f.text);
+    assert.deepEqual(texts, Array.from({ length: 300 }, (_, i) => text(i + 1)));
+    assert.equal(await ada.exit(), 0);
+  } finally {
+    await sender.close();
+    await proxy.close();
+    assert.equal(await stop(serve), 0);
+  }
+});

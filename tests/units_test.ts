@@ -124,3 +124,8 @@ Deno.test("mentions: a name as a word of its own, in any case", () => {
   assert.ok(!mentions("nevada", "ada"));
   assert.ok(mentions("nevada and ada", "ada"));
 });
+
+Deno.test("mentions: a 16 KB message made of the name is looked through without running out of stack", () => {
+  assert.ok(!mentions("ad".repeat(8192), "ada"));
+  assert.ok(mentions("ad".repeat(8192) + " ada", "ada"));
+});

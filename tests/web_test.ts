@@ -9,14 +9,16 @@ import type { Browser, Page } from "playwright-core";
 import axe from "axe-core";
 import { Chat, startServe, stop } from "./subprocess.ts";
 import { launchBrowser, logLines, openPage, pageErrors, say, waitForLine } from "./browser.ts";
-import { PlainClient, Proxy } from "./helpers.ts";
+import { PlainClient, Proxy, TestClient } from "./helpers.ts";
+import type { ChatServer } from "../server.ts";
 import { nameColourIndex } from "../client/ui.ts";
 
 /** A server with its web page, a browser, and everything a test opened, closed after it. */
 async function withWebChat(
   body: (chat: { port: number; webPort: number; browser: Browser; serve: Chat }) => Promise<void>,
+  ...extra: string[]
 ): Promise<void> {
-  const { serve, port } = await startServe("--web", "127.0.0.1:0");
+  const { serve, port } = await startServe("--web", "127.0.0.1:0", ...extra);
   const url = await serve.waitFor(/http:\/\/127\.0\.0\.1:\d+\//);
   const webPort = Number(/:(\d+)\//.exec(url)![1]);
   const browser = await launchBrowser();
@@ -256,4 +258,34 @@ Deno.test("a screenshot of a busy page is written to tests/artifacts/web.png", a
       await dan.exit();
     }
   });
+});
+
+Deno.test("a page cut again during the replay of what it missed still shows every message once", async () => {
+  await withWebChat(
+    async ({ port, webPort, browser }) => {
+      const proxy = new Proxy(webPort);
+      const sender = await TestClient.join({ addr: { port } } as unknown as ChatServer, "sender");
+      try {
+        const page = await openPage(browser, `http://127.0.0.1:${proxy.port}/?name=ada`);
+        await waitForLine(page, "Connected to");
+        proxy.hold();
+        proxy.cut();
+        await page.locator("#status", { hasText: "reconnecting" }).waitFor();
+        const text = (i: number) => `missed ${i} `.padEnd(1000, "x");
+        for (let i = 1; i <= 300; i++) await sender.send({ type: "msg", text: text(i) });
+        await sender.waitForMessages(300);
+        proxy.cutAfter(20_000); // the next connection drops a few messages into the replay
+        proxy.release();
+        await page.locator("#log li", { hasText: "missed 300 " }).waitFor({ timeout: 30_000 });
+        assert.ok(await count(page, "Reconnected") >= 2, "it was cut during the replay");
+        const lines = (await logLines(page)).filter((line) => line.includes("missed "));
+        assert.equal(lines.length, 300);
+        lines.forEach((line, i) => assert.ok(line.includes(`missed ${i + 1} `), line.slice(0, 30)));
+      } finally {
+        await sender.close();
+        await proxy.close();
+      }
+    },
+    ...["--rate", "1000", "--burst", "1000", "--rate-bytes", "1073741824"],
+  );
 });

@@ -55,6 +55,7 @@ Deno.test("the page is served with a strict CSP, and nothing else is", async () 
     assert.match(await httpGet(port, "POST / HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 405/);
     assert.match(await httpGet(port, "GET /ws HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 426/);
     assert.match(await httpGet(port, "hello there\r\n\r\n"), /^HTTP\/1\.1 400/);
+    assert.match(await httpGet(port, "GET / HTTP/1.1\nHost: x\n\n"), /^HTTP\/1\.1 200/, "bare LF");
     const long = await httpGet(port, `GET / HTTP/1.1\r\nX: ${"a".repeat(9000)}\r\n\r\n`);
     assert.match(long, /^HTTP\/1\.1 400/);
   });
@@ -240,8 +241,32 @@ Deno.test("shutdown tells browsers too, and closes the web port", async () => {
   const server = startServer(WEB);
   const ws = await joinWs(server, "webby");
   const port = webPort(server);
+  // A browser's idle pre-opened socket, its request half sent: closed once, quietly.
+  const half = await Deno.connect({ hostname: "127.0.0.1", port });
+  await half.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n"));
   await server.shutdown();
   await ws.waitFor((f) => f.type === "error" && f.code === "server_shutdown", "told");
   await ws.waitForEnd();
+  assert.equal(await half.read(new Uint8Array(16)), null);
+  half.close();
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+});
+
+Deno.test("a browser's WebSocket pings count as signs of life; silence does not", async () => {
+  await withServer(
+    { ...WEB, idleTimeoutMs: 1200, livenessCheckMs: 100 },
+    async (server, clients) => {
+      const pinger = await joinWs(server, "pinger");
+      const silent = await joinWs(server, "silent");
+      clients.push(pinger, silent);
+      const started = performance.now();
+      while (performance.now() - started < 2500) {
+        await pinger.sendFrame("", { opcode: 0x9 });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await silent.waitForEnd();
+      assert.ok(silent.frames.some((f) => f.type === "error" && f.code === "timeout"));
+      assert.ok(!pinger.ended, "the one that pinged is still there");
+    },
+  );
 });

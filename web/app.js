@@ -228,9 +228,13 @@ function welcomed(frame) {
   state.welcomed = true;
   state.attempt = 0;
   state.name = frame.name;
+  const sameRoom = state.room === frame.room;
   state.room = frame.room;
   state.token = frame.token;
-  state.seq = frame.seq;
+  // Resuming in the same numbering, the seq moves on only as the replay arrives: a link that
+  // drops again during the replay asks again for what it has not had.
+  const resumed = state.seq !== undefined && state.epoch === frame.epoch && sameRoom;
+  if (!resumed) state.seq = frame.seq;
   state.epoch = frame.epoch;
   state.dmSeen ??= 0;
   state.awaitingReplay = true;
@@ -582,12 +586,17 @@ function nameColour(name) {
  * @param {string} name
  */
 function mentions(text, name) {
-  const at = text.toLowerCase().indexOf(name.toLowerCase());
-  if (at === -1 || name === "") return false;
+  // A loop, not recursion: a long message full of the name must not exhaust the stack.
+  const hay = text.toLowerCase();
+  const needle = name.toLowerCase();
+  if (needle === "") return false;
   const word = /[\p{L}\p{N}_]/u;
-  const before = text.slice(0, at).at(-1) ?? " ";
-  const after = text.slice(at + name.length).at(0) ?? " ";
-  return !word.test(before) && !word.test(after) || mentions(text.slice(at + 1), name);
+  for (let at = hay.indexOf(needle); at !== -1; at = hay.indexOf(needle, at + 1)) {
+    const before = hay[at - 1] ?? " ";
+    const after = hay[at + needle.length] ?? " ";
+    if (!word.test(before) && !word.test(after)) return true;
+  }
+  return false;
 }
 
 /** @param {Date} date */
