@@ -13,7 +13,8 @@
  *   takes them; messages a second, from the first send to the last delivery
  *   at every one of 40 clients.
  *
- * Run: `deno task bench:cluster [--rounds N]` (default 3). It starts its own
+ * Run: `deno task bench:cluster [--rounds N]` (default 3), or as the `cluster`
+ * scenario of `deno task bench` (1 round with `--quick`). It starts its own
  * `redis-server` (Debian's package) on a free loopback port, without
  * persistence. Bounded: every phase stops after 60 s whatever happens.
  *
@@ -31,7 +32,8 @@ const TIME_LIMIT_MS = 60_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-type Config = "one" | "one+redis" | "two" | "two, one port";
+/** What runs: one node, one on Redis, two on Redis, two sharing one port. */
+export type Config = "one" | "one+redis" | "two" | "two, one port";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -221,9 +223,23 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-if (import.meta.main) {
-  const roundsAt = Deno.args.indexOf("--rounds");
-  const rounds = roundsAt >= 0 ? Number(Deno.args[roundsAt + 1]) : 3;
+/** One configuration's median and spread over the rounds, and its ratios to `one`. */
+export interface ClusterRow {
+  config: Config;
+  p50: number[];
+  p99: number[];
+  rate: number[];
+  ratio: { p50: number; p99: number; rate: number };
+}
+
+/**
+ * Runs every configuration `rounds` times, alternating, against a
+ * redis-server of its own; returns the rows and a Markdown table.
+ */
+export async function runCluster(
+  rounds: number,
+  progress: (line: string) => void = (line) => console.error(line),
+): Promise<{ rows: ClusterRow[]; table: string }> {
   const port = freePort();
   const redis = new Deno.Command("redis-server", {
     args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -239,8 +255,8 @@ if (import.meta.main) {
       for (const config of round % 2 ? configs : [...configs].reverse()) {
         const result = await measure(config, url, round);
         results.set(config, [...(results.get(config) ?? []), result]);
-        console.error(
-          `round ${round} ${config}: p50 ${result.p50.toFixed(2)} ms, p99 ${
+        progress(
+          `cluster round ${round} ${config}: p50 ${result.p50.toFixed(2)} ms, p99 ${
             result.p99.toFixed(2)
           } ms, ${Math.round(result.rate).toLocaleString("en")} messages/s`,
         );
@@ -251,23 +267,42 @@ if (import.meta.main) {
     await redis.status;
   }
   const base = results.get("one")!;
+  const med = (r: { p50: number; p99: number; rate: number }[], key: "p50" | "p99" | "rate") =>
+    median(r.map((x) => x[key]));
+  const rows = configs.map((config): ClusterRow => {
+    const r = results.get(config)!;
+    return {
+      config,
+      p50: r.map((x) => x.p50),
+      p99: r.map((x) => x.p99),
+      rate: r.map((x) => x.rate),
+      ratio: {
+        p50: med(r, "p50") / med(base, "p50"),
+        p99: med(r, "p99") / med(base, "p99"),
+        rate: med(r, "rate") / med(base, "rate"),
+      },
+    };
+  });
   const fig = (values: number[], digits: number) =>
     `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${
       Math.max(...values).toFixed(digits)
     })`;
-  console.log(
+  const lines = [
     `| configuration | p50 ms | p99 ms | messages/s | p50 / one | p99 / one | rate / one |`,
-  );
-  console.log(`|---|---|---|---|---|---|---|`);
-  for (const config of configs) {
-    const r = results.get(config)!;
-    const ratio = (key: "p50" | "p99" | "rate") =>
-      `${(median(r.map((x) => x[key])) / median(base.map((x) => x[key]))).toFixed(2)}x`;
-    console.log(
-      `| ${config} | ${fig(r.map((x) => x.p50), 2)} | ${fig(r.map((x) => x.p99), 2)} | ${
-        fig(r.map((x) => x.rate), 0)
-      } | ${ratio("p50")} | ${ratio("p99")} | ${ratio("rate")} |`,
-    );
-  }
-  console.log(`\n${rounds} rounds, alternating; median (min–max).`);
+    `|---|---|---|---|---|---|---|`,
+    ...rows.map((row) =>
+      `| ${row.config} | ${fig(row.p50, 2)} | ${fig(row.p99, 2)} | ${fig(row.rate, 0)} | ${
+        row.ratio.p50.toFixed(2)
+      }x | ${row.ratio.p99.toFixed(2)}x | ${row.ratio.rate.toFixed(2)}x |`
+    ),
+    "",
+    `${rounds} round(s), alternating; median (min–max).`,
+  ];
+  return { rows, table: lines.join("\n") };
+}
+
+if (import.meta.main) {
+  const roundsAt = Deno.args.indexOf("--rounds");
+  const rounds = roundsAt >= 0 ? Number(Deno.args[roundsAt + 1]) : 3;
+  console.log((await runCluster(rounds)).table);
 }

@@ -16,6 +16,7 @@ import { Generator } from "./gen.ts";
 import { markdown, rampTable, svgChart } from "./report.ts";
 import { killAll, SERVERS, setChatFlags } from "./servers.ts";
 import { Context, FULL, QUICK, runAll, SCENARIOS, type ServerResult } from "./scenarios.ts";
+import { type ClusterRow, runCluster } from "./cluster.ts";
 
 interface Args {
   quick: boolean;
@@ -31,7 +32,7 @@ function usage(msg: string): never {
     `${
       msg ? msg + "\n" : ""
     }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat] [--out bench/results]
-                                 [--scenarios ${SCENARIOS.join(",")}] [--workers N]
+                                 [--scenarios ${[...SCENARIOS, "cluster"].join(",")}] [--workers N]
                                  [--chat-flags "deno run flags for chat"]
 --servers defaults to all five, or to chat,naive with --quick.`,
   );
@@ -43,7 +44,7 @@ function parseArgs(argv: string[]): Args {
     quick: false,
     servers: [],
     out: "bench/results",
-    scenarios: SCENARIOS,
+    scenarios: [...SCENARIOS, "cluster"],
     workers: 2,
     chatFlags: null,
   };
@@ -64,7 +65,9 @@ function parseArgs(argv: string[]): Args {
     a.servers = a.quick ? ["chat", "naive"] : ["chat", "naive", "floor", "epoll", "ncat"];
   }
   for (const s of a.servers) if (!(s in SERVERS)) usage(`unknown server ${s}`);
-  for (const s of a.scenarios) if (!SCENARIOS.includes(s)) usage(`unknown scenario ${s}`);
+  for (const s of a.scenarios) {
+    if (!SCENARIOS.includes(s) && s !== "cluster") usage(`unknown scenario ${s}`);
+  }
   if (!(a.workers >= 1 && a.workers <= 16)) usage("--workers must be 1..16");
   return a;
 }
@@ -116,6 +119,8 @@ async function main(): Promise<number> {
   const results: Record<string, ServerResult> = {};
   const skipped: Record<string, string> = {};
   const notes: string[] = [];
+  let cluster: ClusterRow[] | undefined;
+  let clusterTable = "";
   try {
     for (const name of args.servers) {
       const spec = SERVERS[name];
@@ -129,8 +134,18 @@ async function main(): Promise<number> {
       if (spec.note) notes.push(`- ${spec.note}`);
       const ctx = new Context(spec, gen, sizes, (m) => progress(`[${name}] ${m}`));
       const t0 = performance.now();
-      results[name] = await runAll(ctx, args.scenarios);
+      results[name] = await runAll(ctx, args.scenarios.filter((s) => s !== "cluster"));
       progress(`[${name}] done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+    // Several chat nodes on one Redis, against one node, in rounds of their own.
+    if (args.scenarios.includes("cluster") && args.servers.includes("chat")) {
+      if (await hasRedis()) {
+        const run = await runCluster(args.quick ? 1 : 3, (m) => progress(`[cluster] ${m}`));
+        cluster = run.rows;
+        clusterTable = run.table;
+      } else {
+        skipped.cluster = "redis-server is not installed";
+      }
     }
   } finally {
     gen.terminate();
@@ -142,6 +157,7 @@ async function main(): Promise<number> {
   const ramp = rampTable(results);
   if (ramp) console.log(`Saturation ramp (p99 per offered load step):\n\n${ramp}`);
   if (notes.length) console.log(notes.join("\n") + "\n");
+  if (clusterTable) console.log(`Several nodes on one Redis (cluster):\n\n${clusterTable}\n`);
 
   await Deno.mkdir(args.out, { recursive: true });
   const json = JSON.stringify(
@@ -153,6 +169,7 @@ async function main(): Promise<number> {
       sizes,
       skipped,
       results,
+      cluster,
     },
     null,
     2,
@@ -175,6 +192,15 @@ async function main(): Promise<number> {
     `Results: ${files.map((file) => `${args.out}/${file}`).join(", ")} (run took ${elapsed} s)`,
   );
   return 0;
+}
+
+async function hasRedis(): Promise<boolean> {
+  try {
+    await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" }).output();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // Ctrl-C / kill: take the servers down with us.
