@@ -30,7 +30,7 @@ import {
   Session,
   slowConsumer,
 } from "./server/session.ts";
-import { RedisStore } from "./store/redis.ts";
+import type { RedisStore } from "./store/redis.ts";
 import type { StoredRoom } from "./store/sqlite.ts";
 import type { BanRecord } from "./server/moderation.ts";
 import { DatabaseError } from "./store/sqlite.ts";
@@ -829,6 +829,8 @@ async function connectRedis(
 ): Promise<NonNullable<ServeOptions["redis"]>> {
   let store: RedisStore;
   try {
+    // Loaded only with --redis: a single server need not carry the Redis client.
+    const { RedisStore } = await import("./store/redis.ts");
     store = await RedisStore.connect({
       url,
       retention: options.retention ?? SERVE_DEFAULTS.retention,

@@ -41,7 +41,7 @@ import { type Codec, Encodings, jsonLines } from "./codec.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
 import { type BanRecord, Moderation } from "./moderation.ts";
-import { type BusItem, NotSent, type Numbered } from "../store/redis.ts";
+import type { BusItem, Numbered } from "../store/redis.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -145,6 +145,12 @@ export interface ClusterLink {
   /** Lets a name go on every node. */
   release(key: string, own: string): Promise<void>;
 }
+
+/**
+ * What {@linkcode ClusterLink.publish} rejects with when the shared store was
+ * known to be away: nothing was sent, so nothing can have been stored.
+ */
+export class NotSent extends Error {}
 
 /** Options for {@linkcode Hub}. */
 export interface HubOptions {

@@ -20,6 +20,7 @@
 import { Redis } from "ioredis";
 import type { RoomRecord, StoredMessage, StoredRoom } from "./sqlite.ts";
 import type { BanRecord } from "../server/moderation.ts";
+import { NotSent } from "../server/hub.ts";
 
 /** Where a node's Redis is and how to reach it. */
 export interface RedisOptions {
@@ -55,13 +56,6 @@ export type BusItem =
   | { kind: "sync"; node: string }
   | { kind: "beat"; node: string }
   | { kind: "takeover"; node: string; key: string };
-
-/** Redis was known to be away: nothing was sent, so nothing can have been stored. */
-export class NotSent extends Error {
-  constructor() {
-    super("Redis is not reachable");
-  }
-}
 
 /** A bus item as read back: numbered. */
 export type Numbered = BusItem & { id: number; seq?: number };
@@ -258,7 +252,7 @@ export class RedisStore {
 
   /** Appends items to the bus, numbered; rejects when Redis cannot take them. */
   async publish(items: BusItem[]): Promise<number[]> {
-    if (!this.available) throw new NotSent();
+    if (!this.available) throw new NotSent("Redis is not reachable");
     const args: string[] = [String(this.#options.retention)];
     for (const item of items) {
       // Published once however often it is tried: known by its node and tag.
@@ -312,7 +306,7 @@ export class RedisStore {
    * holder will come back with.
    */
   async claim(key: string, presented: string | undefined, own: string): Promise<boolean> {
-    if (!this.available) throw new NotSent();
+    if (!this.available) throw new NotSent("Redis is not reachable");
     const value = `${own}|${this.node}`;
     return await this.#redis.chatClaim(
       `${PREFIX}name:${key}`,

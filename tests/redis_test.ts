@@ -14,6 +14,8 @@ class RedisServer {
   child!: Deno.ChildProcess;
   readonly port: number;
   readonly dir = Deno.makeTempDirSync({ prefix: "chat-redis-" });
+  /** More redis-server options, such as a password. */
+  extra: string[] = [];
 
   constructor() {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -40,6 +42,7 @@ class RedisServer {
         "always",
         "--dir",
         this.dir,
+        ...this.extra,
       ],
       stdout: "null",
       stderr: "null",
@@ -151,6 +154,32 @@ Deno.test("two nodes are one chat: every message reaches everyone once, in one o
     // A topic set on one node shows on the other.
     await bob.send({ type: "topic", text: "lab 3" });
     await ada.frames.waitFor((f) => f.type === "event" && f.event === "topic", "topic on A");
+    // A room made on one node is listed on the other, with who is in it.
+    await amy.send({ type: "join", room: "team1" });
+    await amy.frames.waitFor((f) => f.type === "room" && f.room === "team1", "amy in team1");
+    await bea.frames.waitFor(
+      (f) => f.type === "event" && f.event === "leave" && f.name === "amy",
+      "left",
+    );
+    // B learns of it when amy's join comes round the bus: ask until it has.
+    const listed = async () => {
+      await bea.send({ type: "rooms", ref: 77 });
+      const answer = await bea.frames.waitFor(
+        (f) => f.type === "rooms" && f.ref === 77 && !seen.has(f),
+        "rooms on B",
+      );
+      seen.add(answer);
+      return answer.type === "rooms"
+        ? answer.rooms.map((r) => `${r.name} ${r.members} ${r.topic}`)
+        : [];
+    };
+    const seen = new Set<unknown>();
+    let rooms = await listed();
+    for (let tries = 0; rooms.length < 2 && tries < 200; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      rooms = await listed();
+    }
+    assert.deepEqual(rooms, ["lobby 3 lab 3", "team1 1 "]);
   });
 });
 
@@ -373,4 +402,33 @@ Deno.test("--reuse-port: two nodes share one port, the kernel spreads clients, o
     await clients[0].send({ type: "msg", text: "to everyone" });
     for (const client of clients) await client.waitForMessages(1);
   });
+});
+
+Deno.test("--redis with a password in the URL; a wrong one exits 3 and says so", async () => {
+  const redis = new RedisServer();
+  redis.extra = ["--requirepass", "s3cret"];
+  await redis.start();
+  try {
+    const url = `redis://:s3cret@127.0.0.1:${redis.port}/2`;
+    const node = await startServeWith({}, "--redis", url);
+    const ada = await TestClient.join(
+      { addr: { port: node.port } } as unknown as ChatServer,
+      "ada",
+    );
+    await ada.send({ type: "msg", text: "stored", ref: 1 });
+    await ada.frames.waitFor((f) => f.type === "msg" && f.ref === 1, "acknowledged");
+    await ada.close();
+    await stopNode(node);
+    const wrong = new Chat([
+      "serve",
+      "--port",
+      "0",
+      "--redis",
+      `redis://:nope@127.0.0.1:${redis.port}`,
+    ]);
+    assert.equal(await wrong.exit(), 3);
+    assert.match(wrong.stderr, /cannot reach Redis.*(WRONGPASS|invalid|password)/i);
+  } finally {
+    await redis.remove();
+  }
 });
