@@ -37,6 +37,7 @@ import { DatabaseError } from "./store/sqlite.ts";
 import { StoreWriter } from "./store/writer.ts";
 import { Gate } from "./server/auth.ts";
 import { AddressLimits } from "./server/address_limits.ts";
+import { OutboundBudget } from "./server/outbound_budget.ts";
 import { addressKey } from "./server/address_key.ts";
 import { TlsServerConn } from "./server/tls_conn.ts";
 import { type Assets, handleHttp, machineNames, readAssets } from "./server/web.ts";
@@ -121,6 +122,8 @@ export interface ServeOptions {
 }
 
 const MB = 1024 * 1024;
+/** A reader that took nothing for this long does not hold the others back (see OutboundBudget). */
+const STALLED_AFTER_MS = 5000;
 /** A node says it is alive on the bus every second; one silent this long is taken for dead. */
 const CLUSTER_DEAD_MS = 6000;
 
@@ -282,6 +285,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
     clock: { now: performance.now() },
     gate: new Gate({ password: config.password, opToken: config.opToken }),
     addressLimits,
+    budget: new OutboundBudget({ perConnection: config.maxQueueBytes / 4 }),
     log,
   };
   const perAddress = new Map<string, number>();
@@ -289,7 +293,12 @@ export function serve(options: ServeOptions = {}): ChatServer {
   const tlsContext = config.tls ? tls.createSecureContext(config.tls) : undefined;
   const liveness = setInterval(() => {
     const now = context.clock.now = performance.now();
-    for (const session of sessions.keys()) session.checkLiveness(now);
+    let stalled = 0;
+    for (const session of sessions.keys()) {
+      session.checkLiveness(now);
+      stalled += session.stalledBytes(now, STALLED_AFTER_MS);
+    }
+    context.budget.setStalled(stalled);
     hub.expire(now, config.roomExpiryMs);
     hub.heartbeat(now, CLUSTER_DEAD_MS);
   }, config.livenessCheckMs);
@@ -388,10 +397,12 @@ export function serve(options: ServeOptions = {}): ChatServer {
     }
     perAddress.set(address, fromAddress + 1);
     const session = new Session(conn, context, { plainText });
+    context.budget.connections = sessions.size + 1;
     sessions.set(
       session,
       session.run().finally(() => {
         sessions.delete(session);
+        context.budget.connections = sessions.size;
         const left = perAddress.get(address)! - 1;
         if (left === 0) perAddress.delete(address);
         else perAddress.set(address, left);

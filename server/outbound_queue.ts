@@ -38,6 +38,11 @@ export interface OutboundQueueOptions {
   onError?: (error: unknown) => void;
   /** A clock to tell progress by; one the owner updates now and then is cheapest. */
   clock?: { now: number };
+  /**
+   * The server's total (see `outbound_budget.ts`): told of every change in
+   * what this queue holds, counting at most `perConnection` of it.
+   */
+  budget?: { readonly perConnection: number; change(delta: number): void };
 }
 
 /**
@@ -58,6 +63,9 @@ export class OutboundQueue {
   readonly #limit: number;
   readonly #lowWater: number;
   readonly #onError: (error: unknown) => void;
+  readonly #budget: { readonly perConnection: number; change(delta: number): void } | undefined;
+  /** What this queue counts for in the budget now. */
+  #counted = 0;
   #chunks: Uint8Array[] = [];
   #bytes = 0;
   /** What waits behind a paced source: sources, and bytes pushed meanwhile. */
@@ -78,6 +86,7 @@ export class OutboundQueue {
     this.#limit = options.limit;
     this.#lowWater = options.lowWater ?? Math.floor(options.limit / 4);
     this.#onError = options.onError ?? (() => {});
+    this.#budget = options.budget;
     this.#clock = options.clock ?? {
       get now() {
         return performance.now();
@@ -92,6 +101,24 @@ export class OutboundQueue {
    */
   stalledFor(now: number): number {
     return this.#writing ? now - this.#progressAt : 0;
+  }
+
+  /** What this queue counts for in the server's total: its bytes, up to a cap. */
+  get counted(): number {
+    return this.#counted;
+  }
+
+  /**
+   * Brings the budget up to date. A queue counts for at most its share, so
+   * that a few readers far behind (cut by their own limit soon) cannot make
+   * the whole server stop reading: only most readers being behind does.
+   */
+  #account(): void {
+    const budget = this.#budget;
+    if (!budget) return;
+    const counted = Math.min(this.#bytes + this.#backlogBytes, budget.perConnection);
+    if (counted !== this.#counted) budget.change(counted - this.#counted);
+    this.#counted = counted;
   }
 
   /** Bytes queued, waiting behind a paced source, or being written. */
@@ -112,6 +139,7 @@ export class OutboundQueue {
     } else {
       this.#enqueue(bytes);
     }
+    this.#account();
     return true;
   }
 
@@ -123,6 +151,7 @@ export class OutboundQueue {
     if (this.#failed) return;
     this.#backlog.push(source);
     this.#refill();
+    this.#account();
   }
 
   /**
@@ -144,6 +173,7 @@ export class OutboundQueue {
     } else {
       this.#enqueue(bytes);
     }
+    this.#account();
   }
 
   /** Resolves once everything queued so far is written, or writing failed. */
@@ -174,8 +204,11 @@ export class OutboundQueue {
         continue;
       }
       const next = head();
-      if (next === undefined) this.#backlog.shift();
-      else this.#enqueue(next);
+      if (next === undefined) {
+        this.#backlog.shift();
+      } else {
+        this.#enqueue(next);
+      }
     }
   }
 
@@ -212,6 +245,7 @@ export class OutboundQueue {
     this.#batch = undefined;
     this.#bytes -= batch.length;
     if (this.#backlog.length > 0) this.#refill();
+    this.#account();
     if (this.#chunks.length > 0) return this.#drain();
     this.#writing = false;
     this.#wakeWaiters();
@@ -225,6 +259,7 @@ export class OutboundQueue {
     this.#bytes = 0;
     this.#backlog.length = 0;
     this.#backlogBytes = 0;
+    this.#account();
     this.#onError(error);
     this.#wakeWaiters();
   };

@@ -25,6 +25,7 @@ import type { Entry, Hub, Member, Room } from "./hub.ts";
 import { DEFAULT_ROOM, messageFrame, WELCOME_LIMIT, WHO_LIMIT } from "./hub.ts";
 import { OutboundQueue } from "./outbound_queue.ts";
 import { type Codec, jsonLines, textLines } from "./codec.ts";
+import type { OutboundBudget } from "./outbound_budget.ts";
 import {
   type BanFrame,
   type ClientFrame,
@@ -107,6 +108,8 @@ export interface SessionContext {
   gate: Gate;
   /** Limits that follow the peer's address. */
   addressLimits: AddressLimits;
+  /** The bytes queued for every peer together: past it, sessions stop reading. */
+  budget: OutboundBudget;
   log: (line: string) => void;
 }
 
@@ -174,6 +177,7 @@ export class Session implements Member {
       limit: ctx.maxQueueBytes,
       onError: () => this.close("connection lost"),
       clock: ctx.clock,
+      budget: ctx.budget,
     });
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
     this.#bucket = new TokenBucket({ ...ctx.limits, slack: rateSlack(ctx.limits.rate) });
@@ -223,6 +227,11 @@ export class Session implements Member {
     }
   }
 
+  /** What a peer that has taken nothing for `ms` counts for in the budget; 0 for one reading. */
+  stalledBytes(now: number, ms: number): number {
+    return this.#queue.stalledFor(now) >= ms ? this.#queue.counted : 0;
+  }
+
   /** Whether {@linkcode Session.close} has begun. */
   get closed(): boolean {
     return this.#closing !== undefined;
@@ -257,6 +266,13 @@ export class Session implements Member {
           if (this.closed) return;
           this.#handleLine(line);
           if (this.closed) return;
+          // More is waiting for the readers than they take: stop here, mid-chunk if need be,
+          // so that TCP slows this sender down rather than every reader's queue filling.
+          const budget = this.#ctx.budget;
+          if (budget.behind(this.#queue.counted)) {
+            do await budget.relief(); while (budget.behind(this.#queue.counted, true));
+            this.#heardAt = this.#ctx.clock.now; // what it sent meanwhile was ours to leave unread
+          }
         }
         const slowDatabase = this.#ctx.hub.backpressure;
         if (slowDatabase) await slowDatabase;
