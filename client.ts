@@ -94,30 +94,31 @@ what it missed. Given several addresses, it tries them in turn, on
 connecting and on reconnecting.
 
 Options:
-  --name NAME       the name to use (default: the server picks guestN)
-  --room ROOM       the room to enter (default lobby)
-  --history N       earlier messages to show on entering a room (default 50)
-  --json            print every event as one JSON object per line
-  --retry-for SECS  keep trying to reconnect this long (default 300; 0: never)
-  --color WHEN      colours in the terminal: auto (when stdout is a terminal
-                    and NO_COLOR is not set; the default), always or never
-  --no-bell         no bell for a mention of your name or a private message
-  --send TEXT       send this one message, wait until the server accepts it,
-                    and leave (with --json, print the accepted message)
+  --name NAME          the name to use (default: the server picks guestN)
+  --room ROOM          the room to enter (default lobby)
+  --history N          earlier messages to show on entering a room (default 50)
+  --json               print every event as one JSON object per line
+  --retry-for SECS     keep trying to reconnect this long (default 300; 0: never)
+  --color WHEN         colours in the terminal: auto (when stdout is a terminal
+                       and NO_COLOR is not set; the default), always or never
+  --no-bell            no bell for a mention of your name or a private message
+  --send TEXT          send this one message, wait until the server accepts it,
+                       and leave (with --json, print the accepted message)
   --idle-timeout SECS  ping a server that has been quiet for half this, and
-                    reconnect if it stays quiet this long (default 60)
-  --tls             connect with TLS, checking the server's certificate
-  --ca FILE         trust this PEM certificate too (a lab's own; implies --tls)
-  --password-env VAR  the server's password is in this environment variable
-                    (in a terminal, chat asks for it when the server wants one)
-  --op-token-env VAR  join as an operator with the token in this variable
-  -h, --help        show this help
+                       reconnect if it stays quiet this long (default 60)
+  --tls                connect with TLS, checking the server's certificate
+  --ca FILE            trust this PEM certificate too (a lab's own; implies --tls)
+  --password-env VAR   the server's password is in this environment variable
+                       (in a terminal, chat asks for it when the server wants one)
+  --op-token-env VAR   join as an operator with the token in this variable
+  -h, --help           show this help
 
 Exit codes: 0 left normally, 2 bad command line, 3 could not connect or the
-server is full, 4 name refused, 5 protocol error, 6 connection lost (and not
-regained) or name taken over by another client with the same token, 7 password
-refused, 8 (--send) the server refused the message, 130 interrupted while
-sending piped input.`;
+server is full (or cannot store messages), 4 name refused, 5 protocol error,
+6 connection lost (and not regained), name taken over by another client with
+the same token, or removed or banned by an operator, 7 password refused,
+8 (--send) the server refused the message, 130 interrupted while sending
+piped input.`;
 
 /** Reads `chat join` arguments; throws {@linkcode UsageError}. */
 export function parseJoinArgs(args: string[]): JoinOptions | "help" {
@@ -254,6 +255,8 @@ class Client {
     this.#name = options.name;
     this.#room = options.room;
     this.#ui = new StreamUi(options.json);
+    this.#outbox.onWaiting = (message) =>
+      this.#ui.status(`! ${message} (your messages wait, and go as soon as it can take them)`);
   }
 
   /** Connects, chats, reconnects as needed; resolves to the exit code. */
@@ -312,7 +315,9 @@ class Client {
       if (next.type === "history") this.#outbox.resume();
       this.#outbox.receive(next, this.#name!);
     }
+    // Said before closing, so that the name is free at once for the next --send.
     link.send({ type: "quit" });
+    await link.sent();
     link.close();
     this.#link = undefined;
     if (refusal === undefined) return ExitCode.ok;

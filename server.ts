@@ -31,6 +31,7 @@ import {
   slowConsumer,
 } from "./server/session.ts";
 import type { RedisStore } from "./store/redis.ts";
+import { redisSettings } from "./store/redis_url.ts";
 import type { StoredRoom } from "./store/sqlite.ts";
 import type { BanRecord } from "./server/moderation.ts";
 import { DatabaseError } from "./store/sqlite.ts";
@@ -638,6 +639,13 @@ export function parseServeArgs(
     }
     return url.origin;
   });
+  if (values.redis !== undefined) {
+    try {
+      redisSettings(values.redis);
+    } catch (error) {
+      throw new UsageError(`--redis: ${error instanceof Error ? error.message : error}`, help);
+    }
+  }
   if (values.db !== undefined && values.redis !== undefined) {
     throw new UsageError(
       "--db and --redis do not go together: with --redis, Redis keeps the history",
@@ -761,10 +769,17 @@ export async function runServe(args: string[]): Promise<number> {
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
 
   printBanner(server, options.name ?? SERVE_DEFAULTS.name, options.tls !== undefined);
+  if (options.redisUrl !== undefined) {
+    const { host, port } = redisSettings(options.redisUrl);
+    console.log(
+      `One chat with every node on Redis at ${formatAddress(host, port)}: give them all the ` +
+        "same --op-token-env (and password)",
+    );
+  }
   if (options.secrets.opTokenEnv === undefined) {
     console.log(
-      `Operator token (type "/op ${options.opToken}" in chat join to moderate): ` +
-        "keep it to yourself",
+      `Operator token${options.redisUrl === undefined ? "" : " of this node"} ` +
+        `(type "/op ${options.opToken}" in chat join to moderate): keep it to yourself`,
     );
   }
   warnIfFewFiles(options.maxClients ?? SERVE_DEFAULTS.maxClients);
@@ -850,7 +865,7 @@ async function connectRedis(
     });
   } catch (error) {
     throw new Failure(
-      `--redis: ${error instanceof Error ? error.message : error}. Start Redis (redis-server) ` +
+      `--redis: ${error instanceof Error ? error.message : error}. Start Redis (redis-server), ` +
         "or check the address, password and database in the URL.",
       ExitCode.unavailable,
     );

@@ -33,7 +33,11 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** What runs: one node, one on Redis, two on Redis, two sharing one port. */
-export type Config = "one" | "one+redis" | "two" | "two, one port";
+export type Config =
+  | "one node, in memory"
+  | "one node on Redis"
+  | "two nodes on Redis"
+  | "two nodes, one port";
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -86,13 +90,13 @@ function startNode(port: number, extra: string[]): Deno.ChildProcess {
 async function startConfig(config: Config, redisUrl: string) {
   const children: Deno.ChildProcess[] = [];
   let ports: number[];
-  if (config === "one") {
+  if (config === "one node, in memory") {
     ports = [freePort()];
     children.push(startNode(ports[0], []));
-  } else if (config === "one+redis") {
+  } else if (config === "one node on Redis") {
     ports = [freePort()];
     children.push(startNode(ports[0], ["--redis", redisUrl]));
-  } else if (config === "two") {
+  } else if (config === "two nodes on Redis") {
     ports = [freePort(), freePort()];
     for (const port of ports) children.push(startNode(port, ["--redis", redisUrl]));
   } else {
@@ -102,7 +106,7 @@ async function startConfig(config: Config, redisUrl: string) {
     }
   }
   for (const port of ports) await waitForPort(port);
-  if (config === "two, one port") await new Promise((resolve) => setTimeout(resolve, 500));
+  if (config === "two nodes, one port") await new Promise((resolve) => setTimeout(resolve, 500));
   return {
     ports,
     async stop() {
@@ -246,7 +250,12 @@ export async function runCluster(
     stdout: "null",
     stderr: "null",
   }).spawn();
-  const configs: Config[] = ["one", "one+redis", "two", "two, one port"];
+  const configs: Config[] = [
+    "one node, in memory",
+    "one node on Redis",
+    "two nodes on Redis",
+    "two nodes, one port",
+  ];
   const results = new Map<Config, { p50: number; p99: number; rate: number }[]>();
   try {
     await waitForPort(port);
@@ -266,7 +275,7 @@ export async function runCluster(
     redis.kill("SIGTERM");
     await redis.status;
   }
-  const base = results.get("one")!;
+  const base = results.get("one node, in memory")!;
   const med = (r: { p50: number; p99: number; rate: number }[], key: "p50" | "p99" | "rate") =>
     median(r.map((x) => x[key]));
   const rows = configs.map((config): ClusterRow => {

@@ -99,6 +99,11 @@ export class Link {
     this.#writing = this.#writing.then(() => writeAll(this.#conn, bytes)).catch(() => {});
   }
 
+  /** Resolves once every frame sent so far is written (or writing failed), within `ms`. */
+  async sent(ms = 1000): Promise<void> {
+    await within(this.#writing, ms);
+  }
+
   /** The next frame, or undefined when the connection has ended. */
   async next(): Promise<ServerFrame | undefined> {
     const result = await this.#frames.next();
@@ -127,7 +132,8 @@ export class Link {
         ? ExitCode.nameRefused
         : frame.code === "auth_failed"
         ? ExitCode.authFailed
-        : frame.code === "server_full" || frame.code === "too_many_connections"
+        : frame.code === "server_full" || frame.code === "too_many_connections" ||
+            frame.code === "storage_failed"
         ? ExitCode.unavailable
         : frame.code === "server_shutdown" || frame.code === "replaced" || frame.code === "banned"
         ? ExitCode.disconnected

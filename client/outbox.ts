@@ -13,6 +13,9 @@ import type { Link } from "./link.ts";
 
 type Outgoing = { to?: string; text: string; action?: boolean };
 
+/** How long a message the server could not store waits before it is sent again. */
+const STORE_RETRY_MS = 1000;
+
 /**
  * Sends messages in order, one at a time, each confirmed by the server's
  * echo before the next; retries refusals for rate; paces to the limits.
@@ -35,6 +38,8 @@ export class Outbox {
   // Refs unlike those of an earlier run under the same name, which a replay may show.
   #nextRef = Date.now() * 1000;
   #awaitingReplay = false;
+  /** The server said it cannot store messages; told to the user once until one goes. */
+  #storeAway = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #idle = Promise.withResolvers<void>();
 
@@ -95,26 +100,38 @@ export class Outbox {
 
   /**
    * Follows the server's answers to our messages (`me` is our name now).
-   * Returns true for a refusal for rate that will be retried: nothing for
-   * the user to see.
+   * Returns true for a refusal that will be retried (for rate, or while the
+   * server cannot store messages): nothing for the user to see, though a
+   * store that stays away is told once, through {@linkcode Outbox.onWaiting}.
    */
   receive(frame: ServerFrame, me: string): boolean {
     const flight = this.#inFlight;
     if (flight === undefined || !("ref" in frame) || frame.ref !== flight.ref) return false;
     if ((frame.type === "msg" || frame.type === "dm") && frame.from !== me) return false;
-    if (frame.type === "error" && frame.code === "rate_limited") {
+    const transient = frame.type === "error" &&
+      (frame.code === "rate_limited" || frame.code === "storage_failed");
+    if (transient) {
+      // Not sent, and worth sending again: nothing typed or piped in is lost.
+      if (frame.code === "storage_failed" && !this.#storeAway) {
+        this.#storeAway = true;
+        this.onWaiting?.(frame.message);
+      }
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#link?.send(messageFrame(flight));
-      }, frame.retryMs ?? 1000);
+      }, frame.retryMs ?? STORE_RETRY_MS);
       return true;
     }
+    this.#storeAway = false;
     // Confirmed, or refused for good (an error the user is shown).
     this.#inFlight = undefined;
     this.onSettled?.(frame);
     this.#pump();
     return false;
   }
+
+  /** Hears, once a time, that the server cannot store messages and they wait. */
+  onWaiting: ((message: string) => void) | undefined;
 
   /** Hears of each message confirmed (its echo) or refused for good (the error). */
   onSettled: ((frame: ServerFrame) => void) | undefined;

@@ -355,7 +355,14 @@ export class Session implements Member {
       this.#mode = line instanceof Uint8Array && line[0] === 0x7b /* { */ ? "protocol" : "plain";
       if (this.#mode === "plain") this.#startPlain();
     }
-    if (this.#mode === "plain") return this.#handlePlainLine(line);
+    if (this.#mode === "plain") {
+      if (this.#step === undefined) return this.#handlePlainLine(line);
+      // The guest's name is being claimed through the shared store: this line comes after.
+      const kept = line instanceof Uint8Array ? line.slice() : line;
+      return this.#wait(this.#step.then(() => {
+        if (!this.closed) this.#handlePlainLine(kept);
+      }));
+    }
     const frame = line instanceof Uint8Array ? parseClientFrame(line) : line;
     if (frame.type === "frame_error") {
       this.#error(frame.code, frame.message, frame.ref);
@@ -850,7 +857,8 @@ export class Session implements Member {
   }
 
   #who(ref?: number): void {
-    const room = this.room!;
+    const room = this.room;
+    if (!room) return; // not in a room yet: nothing to list
     this.#send({
       type: "who",
       room: room.name,

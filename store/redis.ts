@@ -21,6 +21,7 @@ import { Redis } from "ioredis";
 import type { RoomRecord, StoredMessage, StoredRoom } from "./sqlite.ts";
 import type { BanRecord } from "../server/moderation.ts";
 import { NotSent } from "../server/hub.ts";
+import { redisSettings } from "./redis_url.ts";
 
 /** Where a node's Redis is and how to reach it. */
 export interface RedisOptions {
@@ -169,9 +170,11 @@ export class RedisStore {
     const redis = make(false) as Scripted;
     const reader = make(true);
     let lost = false;
+    let connected = false;
     for (const connection of [redis, reader]) {
       connection.on("error", () => {}); // told once, below, by "close"
       connection.on("close", () => {
+        if (!connected) return; // the first connect's failure is told by the error below
         if (!lost && connection.status !== "end") {
           options.log(
             "redis: lost the connection to Redis; new messages are refused until it is back",
@@ -186,13 +189,13 @@ export class RedisStore {
     }
     try {
       await Promise.all([redis.connect(), reader.connect()]);
+      connected = true;
     } catch (error) {
       redis.disconnect();
       reader.disconnect();
+      const reason = error instanceof Error ? error.message : String(error);
       throw new Error(
-        `cannot reach Redis at ${settings.host}:${settings.port}: ${
-          error instanceof Error ? error.message : error
-        }`,
+        `cannot reach Redis at ${settings.host}:${settings.port}: ${reason.replace(/\.$/, "")}`,
       );
     }
     redis.defineCommand("chatPublish", { numberOfKeys: 0, lua: PUBLISH });
@@ -379,34 +382,4 @@ export function roomKey(name: string): string {
 function toMessage(item: Numbered): StoredMessage {
   if (item.kind !== "msg") throw new Error("not a message");
   return { ...item.message, id: item.id, seq: item.seq! };
-}
-
-/** ioredis settings from a `redis://` or `rediss://` URL; throws on anything else. */
-export function redisSettings(url: string): {
-  host: string;
-  port: number;
-  password?: string;
-  username?: string;
-  db?: number;
-  tls?: Record<string, never>;
-} {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new Error(`"${url}" is not a URL such as redis://127.0.0.1:6379`);
-  }
-  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
-    throw new Error(`"${url}" must start with redis:// (or rediss:// for TLS)`);
-  }
-  const db = parsed.pathname.replace(/^\//, "");
-  if (db !== "" && !/^\d+$/.test(db)) throw new Error(`"${url}": the database must be a number`);
-  return {
-    host: parsed.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
-    port: Number(parsed.port || 6379),
-    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
-    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
-    ...(db === "" ? {} : { db: Number(db) }),
-    ...(parsed.protocol === "rediss:" ? { tls: {} } : {}),
-  };
 }

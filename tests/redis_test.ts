@@ -432,3 +432,46 @@ Deno.test("--redis with a password in the URL; a wrong one exits 3 and says so",
     await redis.remove();
   }
 });
+
+Deno.test("on a node: nc lines sent at once, --send twice, piped lines that wait out Redis", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis);
+    nodes.push(a);
+    const watcher = await TestClient.join(a.server, "watcher");
+    clients.push(watcher);
+    // nc with lines ready before the banner: they wait for the guest's name, none is lost.
+    const nc = await Deno.connect({ hostname: "127.0.0.1", port: a.port });
+    await nc.write(new TextEncoder().encode("hello from nc\n/who\n/join lab\n/who\n"));
+    await watcher.frames.waitFor((f) => f.type === "msg" && f.text === "hello from nc", "nc line");
+    let text = "";
+    await deadline(
+      (async () => {
+        for await (const chunk of nc.readable) {
+          text += new TextDecoder().decode(chunk);
+          if (/in lab \(1\)/.test(text)) return;
+        }
+      })(),
+      10_000,
+      "nc's /who in lab",
+    );
+    assert.match(text, /in lobby \(2\)/);
+    // --send leaves with a quit: the name is free at once for the next one.
+    for (const words of ["build green", "build still green"]) {
+      const send = new Chat(["join", `127.0.0.1:${a.port}`, "--name", "ci", "--send", words]);
+      assert.equal(await send.exit(), 0, send.stderr);
+    }
+    // Piped lines sent while Redis is away wait, and go once it is back.
+    const piped = new Chat(["join", `127.0.0.1:${a.port}`, "--name", "pipe"]);
+    await piped.waitFor(/connected to/);
+    await redis.stop();
+    await piped.write("written while Redis was away\n");
+    await piped.waitForStderr(/your messages wait/);
+    await redis.start();
+    assert.equal(await piped.exit(30_000), 0, piped.stderr);
+    await watcher.frames.waitFor(
+      (f) => f.type === "msg" && f.text === "written while Redis was away",
+      "the piped line, once Redis is back",
+      20_000,
+    );
+  });
+});

@@ -261,6 +261,13 @@ function keepSession() {
   sessionStorage.setItem("chat.session", JSON.stringify(session));
 }
 
+/** The status line as it is while connected. */
+function restoreStatus() {
+  if (state.ws?.readyState === WebSocket.OPEN && state.welcomed) {
+    setStatus("online", `Connected as ${state.name}`);
+  }
+}
+
 /** @param {any} frame */
 function message(frame) {
   if (frame.room === state.room) state.seq = Math.max(state.seq ?? 0, frame.seq);
@@ -361,7 +368,10 @@ function error(frame) {
     state.stopped = true;
     sessionStorage.removeItem("chat.session");
     if (frame.code === "auth_failed") $("password-field").hidden = false;
-    return showJoinError(frame.message);
+    // The server's advice is for chat join ("--name"); the form is where to choose here.
+    return showJoinError(
+      frame.message.replace(/; choose another with --name$/, "; choose another"),
+    );
   }
   if (FINAL_CODES.has(frame.code)) {
     state.stopped = true;
@@ -369,10 +379,15 @@ function error(frame) {
     setStatus("offline", "Disconnected");
   }
   if (frame.ref !== undefined && isInFlight(frame.ref)) {
-    if (frame.code === "rate_limited") {
+    if (frame.code === "rate_limited" || frame.code === "storage_failed") {
+      // Not sent, and worth sending again: what was typed is not lost.
       state.resendTimer = setTimeout(resendInFlight, frame.retryMs ?? 1000);
-      return; // retried: nothing for the user to see
+      if (frame.code === "storage_failed") {
+        setStatus("connecting", "Messages wait: " + frame.message);
+      }
+      return;
     }
+    if (frame.code !== "storage_failed") restoreStatus();
     confirm(frame.ref); // refused for good: shown below, and the next one goes
   }
   append(Date.now(), [span(frame.message)], ["error-line"]);
@@ -403,6 +418,7 @@ function isInFlight(ref) {
 function confirm(ref) {
   const index = state.outbox.findIndex((item) => item.ref === ref);
   if (index < 0) return;
+  restoreStatus();
   state.outbox.splice(0, index + 1);
   state.inFlight = false;
   clearTimeout(state.resendTimer);
