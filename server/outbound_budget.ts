@@ -17,6 +17,11 @@
 
 /** The part of all the queues' shares that, held, means the server is behind. */
 const PAUSE_SHARE = 0.5;
+/**
+ * Fewer connections than this never pause: a handful of readers cannot
+ * overload a server, and one of them stopping must not hold up the rest.
+ */
+const MIN_CONNECTIONS = 8;
 
 /**
  * Counts queued bytes across connections and says when to stop reading.
@@ -25,7 +30,7 @@ const PAUSE_SHARE = 0.5;
  * ```ts
  * import { OutboundBudget } from "./outbound_budget.ts";
  * const budget = new OutboundBudget({ perConnection: 64 * 1024 });
- * budget.connections = 10; // sessions pause once the queues count for 320 KiB
+ * budget.connections = 10; // sessions pause once the queues count for 320 KiB (8 or more connections)
  * budget.change(400 * 1024); // a burst was queued for everyone
  * budget.behind(0); // true: a session stops reading, and waits for budget.relief()
  * ```
@@ -67,6 +72,7 @@ export class OutboundBudget {
    * it has stopped (`stopped`), still more than half of it.
    */
   behind(own: number, stopped = false): boolean {
+    if (this.connections < MIN_CONNECTIONS) return false;
     const limit = stopped ? this.#limit() / 2 : this.#limit();
     return this.#active() - own > limit;
   }
