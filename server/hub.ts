@@ -141,7 +141,11 @@ export interface ClusterLink {
   /** Keeps the message of the day for nodes that start later. */
   saveMotd(text: string): void;
   /** Claims a name on every node: free, or held under the token `presented`. */
-  claim(key: string, presented: string | undefined, own: string): Promise<boolean>;
+  claim(
+    key: string,
+    presented: string | undefined,
+    own: string,
+  ): Promise<false | "free" | "resumed">;
   /** Lets a name go on every node. */
   release(key: string, own: string): Promise<void>;
 }
@@ -364,20 +368,21 @@ export class Hub {
 
   /**
    * {@linkcode Hub.claim}, and with a cluster the name on every node too:
-   * `own` is the token its holder will come back with. Rejects when the
-   * shared store cannot be reached.
+   * `own` is the token its holder will come back with. `resumed` when the
+   * name was held for the token presented (a client back, perhaps from a
+   * node that died). Rejects when the shared store cannot be reached.
    */
   async claimShared(
     member: Member,
     name: string,
     token: string | undefined,
     own: string,
-  ): Promise<boolean> {
+  ): Promise<boolean | "resumed"> {
     if (!this.claim(member, name, token)) return false;
     const cluster = this.#cluster;
     if (!cluster) return true;
     const key = nameKey(name);
-    let claimed: boolean;
+    let claimed: false | "free" | "resumed";
     try {
       claimed = await cluster.claim(key, token, own);
     } catch (error) {
@@ -390,9 +395,12 @@ export class Hub {
       return false;
     }
     this.#claims.set(key, own);
-    // A connection on another node with this name and token is replaced, as on this one.
-    if (token !== undefined) this.#publishNow([{ kind: "takeover", node: cluster.node, key }]);
-    return true;
+    if (claimed === "free") return true;
+    // Back with its token, maybe from another node: a connection there is replaced, as here.
+    this.#publishNow([{ kind: "takeover", node: cluster.node, key }]);
+    // Nobody was told it left if another node still had it (alive, or dead and not yet
+    // forgotten): then it comes back without a notice.
+    return this.#remoteNames.has(key) ? "resumed" : true;
   }
 
   /** With a cluster: lets go of a name on every node. */
@@ -471,10 +479,11 @@ export class Hub {
   }
 
   /** Tells the member's room that it joined (while the room is small enough). */
-  announceJoin(member: Member): void {
+  announceJoin(member: Member, { quietly = false } = {}): void {
     const room = member.room;
     if (this.#closed || !room) return;
-    const announce = room.online <= this.#options.announceLimit;
+    if (quietly && !this.#cluster) return;
+    const announce = !quietly && room.online <= this.#options.announceLimit;
     if (announce || this.#cluster) this.#emit(room, { event: "join", name: member.name }, announce);
     // Other nodes mark an operator who came in with its token (no one else is told).
     if (this.#cluster && member.op) this.#emit(room, { event: "op", name: member.name }, false);
@@ -497,7 +506,7 @@ export class Hub {
     if (key === oldKey) return this.rename(member, name);
     const holder = this.#names.get(key);
     if ((holder !== undefined && holder !== member) || this.heldFor(name) > 0) return false;
-    if (!await cluster.claim(key, undefined, own)) return false;
+    if (!await cluster.claim(key, undefined, own)) return false; // taken on some node
     if (this.#names.get(oldKey) !== member || !this.rename(member, name)) {
       cluster.release(key, own).catch(() => {});
       return false;

@@ -476,7 +476,7 @@ export class Session implements Member {
    * Claims a name: at once on one server, through the shared store with
    * `--redis` (then `unreachable` when it cannot be asked).
    */
-  #claim(name: string, token?: string): boolean | Promise<boolean | "unreachable"> {
+  #claim(name: string, token?: string): boolean | Promise<boolean | "resumed" | "unreachable"> {
     const hub = this.#ctx.hub;
     if (!hub.shared) return hub.claim(this, name, token);
     return hub.claimShared(this, name, token, this.token).catch(() => "unreachable" as const);
@@ -496,7 +496,7 @@ export class Session implements Member {
     name: string,
     roomName: string,
     resumed: boolean,
-    claimed: boolean | "unreachable",
+    claimed: boolean | "resumed" | "unreachable",
   ): void {
     if (this.closed) return;
     if (claimed === "unreachable") {
@@ -511,7 +511,8 @@ export class Session implements Member {
     }
     this.#joined = true;
     if (frame.history !== undefined) this.#history = Math.max(0, frame.history);
-    this.#ctx.log(`connect ${this.remote} ${this.name}${resumed ? " (resumed)" : ""}`);
+    const back = resumed || claimed === "resumed";
+    this.#ctx.log(`connect ${this.remote} ${this.name}${back ? " (resumed)" : ""}`);
     const entry = this.#ctx.hub.enter(this, roomName, {
       history: this.#history,
       since: frame.since,
@@ -538,7 +539,9 @@ export class Session implements Member {
       this.#replayDirects(this.#ctx.hub.directsAfter(this, frame.dmSince));
     }
     this.#sendHistory(entry);
-    if (!resumed) this.#ctx.hub.announceJoin(this);
+    if (resumed) return;
+    // Back on this node from one that died: the others learn where it is, without a notice.
+    this.#ctx.hub.announceJoin(this, { quietly: claimed === "resumed" });
   }
 
   /** What a welcome and a `room` frame say of the room entered. */
@@ -980,7 +983,7 @@ export class Session implements Member {
     else this.#enterPlain(claimed);
   }
 
-  #enterPlain(claimed: boolean | "unreachable"): void {
+  #enterPlain(claimed: boolean | "resumed" | "unreachable"): void {
     if (this.closed) return;
     const hub = this.#ctx.hub;
     if (claimed === "unreachable") {

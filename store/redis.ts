@@ -93,15 +93,17 @@ for i = 2, #ARGV, 3 do
 end
 return out`;
 
-// Claims a name: free, or held under the token presented (a client coming back).
+// Claims a name: free (1), or held under the token presented (2: a client coming back).
 const CLAIM = `
 local v = redis.call('GET', KEYS[1])
+local answer = 1
 if v then
   local token = string.sub(v, 1, (string.find(v, '|', 1, true) or 0) - 1)
   if ARGV[1] == '' or token ~= ARGV[1] then return 0 end
+  answer = 2
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1`;
+return answer`;
 
 // Lets a name go, unless another node took it over meanwhile.
 const RELEASE = `
@@ -304,19 +306,25 @@ export class RedisStore {
   }
 
   /**
-   * Claims a name for this node: true when it was free, or held under
-   * `presented` (the token of a client coming back). `own` is the token the
+   * Claims a name for this node: `free`, or `resumed` when it was held
+   * under `presented` (the token of a client coming back, perhaps from
+   * another node); false when someone else holds it. `own` is the token the
    * holder will come back with.
    */
-  async claim(key: string, presented: string | undefined, own: string): Promise<boolean> {
+  async claim(
+    key: string,
+    presented: string | undefined,
+    own: string,
+  ): Promise<false | "free" | "resumed"> {
     if (!this.available) throw new NotSent("Redis is not reachable");
     const value = `${own}|${this.node}`;
-    return await this.#redis.chatClaim(
+    const answer = await this.#redis.chatClaim(
       `${PREFIX}name:${key}`,
       presented ?? "",
       value,
       this.#options.leaseMs,
-    ) === 1;
+    );
+    return answer === 2 ? "resumed" : answer === 1 ? "free" : false;
   }
 
   /** Keeps this node's names claimed for another lease. */

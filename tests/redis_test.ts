@@ -232,6 +232,11 @@ Deno.test("a client of a killed node resumes on another with exactly what it mis
     await bob.send({ type: "msg", text: "m11" });
     await back.waitForMessages(6);
     assert.deepEqual(back.messages().map((m) => m.text), ["m6", "m7", "m8", "m9", "m10", "m11"]);
+    // Nobody saw ada leave (her node died), so nobody is told she joined again.
+    const joins = bob.frames.received.filter((f) =>
+      f.type === "event" && f.event === "join" && f.name === "ada"
+    );
+    assert.equal(joins.length, 0, "bob, there before her return, sees no join");
   });
 });
 
