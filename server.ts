@@ -527,6 +527,8 @@ Options:
   --redis URL             share one chat with every chat serve on this Redis
                           (redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// for
                           TLS); Redis then keeps the history
+  --redis-ca FILE         trust this PEM certificate for a rediss:// Redis (a
+                          lab's own), besides the system's
   --redis-lease SECS      how long a stopped node's names stay taken (default
                           ${SERVE_DEFAULTS.nameLeaseMs / 1000})
   --reuse-port            let several nodes on this machine listen on the same
@@ -555,6 +557,8 @@ export interface SecretSources {
   passwordFile?: string;
   opTokenEnv?: string;
   tlsCert?: string;
+  /** A PEM certificate to trust for a `rediss://` Redis. */
+  redisCa?: string;
   tlsKey?: string;
 }
 
@@ -590,6 +594,7 @@ export function parseServeArgs(
       db: { type: "string" },
       redis: { type: "string" },
       "redis-lease": { type: "string" },
+      "redis-ca": { type: "string" },
       "reuse-port": { type: "boolean" },
       retention: { type: "string" },
       "room-history-mb": { type: "string" },
@@ -652,6 +657,9 @@ export function parseServeArgs(
       help,
     );
   }
+  if (values["redis-ca"] !== undefined && !values.redis?.startsWith("rediss://")) {
+    throw new UsageError("--redis-ca goes with a rediss:// (TLS) --redis URL", help);
+  }
   if (values["redis-lease"] !== undefined && values.redis === undefined) {
     throw new UsageError("--redis-lease needs --redis", help);
   }
@@ -679,6 +687,7 @@ export function parseServeArgs(
       opTokenEnv: values["op-token-env"],
       tlsCert: values["tls-cert"],
       tlsKey: values["tls-key"],
+      redisCa: values["redis-ca"],
     },
     hostname: values.host,
     port: int("port", values.port, 0, 65535),
@@ -724,7 +733,10 @@ export async function runServe(args: string[]): Promise<number> {
   Object.assign(options, readSecrets(options.secrets));
   options.opToken ??= crypto.randomUUID().replaceAll("-", "").slice(0, 16);
   if (options.redisUrl !== undefined) {
-    options.redis = await connectRedis(options.redisUrl, options);
+    const ca = options.secrets.redisCa === undefined
+      ? undefined
+      : readFileOrFail("Redis CA certificate", options.secrets.redisCa);
+    options.redis = await connectRedis(options.redisUrl, options, ca);
   }
   let server: ChatServer;
   try {
@@ -801,14 +813,7 @@ function readSecrets(sources: SecretSources): Pick<ServeOptions, "password" | "o
     }
     return value;
   };
-  const file = (what: string, path: string) => {
-    try {
-      return Deno.readTextFileSync(path);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new Failure(`cannot read the ${what} ${path}: ${reason}`, ExitCode.unavailable);
-    }
-  };
+  const file = readFileOrFail;
   const secrets: Pick<ServeOptions, "password" | "opToken" | "tls"> = {};
   if (sources.passwordEnv !== undefined) {
     secrets.password = env("--password-env", sources.passwordEnv);
@@ -852,6 +857,7 @@ function parseWebAddress(
 async function connectRedis(
   url: string,
   options: ServeOptions,
+  ca: string | undefined,
 ): Promise<NonNullable<ServeOptions["redis"]>> {
   let store: RedisStore;
   try {
@@ -861,6 +867,7 @@ async function connectRedis(
       url,
       retention: options.retention ?? SERVE_DEFAULTS.retention,
       leaseMs: options.nameLeaseMs ?? SERVE_DEFAULTS.nameLeaseMs,
+      ca,
       log: options.log ?? (() => {}),
     });
   } catch (error) {
@@ -878,6 +885,16 @@ async function connectRedis(
       `--redis: cannot read the chat's rooms: ${error instanceof Error ? error.message : error}`,
       ExitCode.unavailable,
     );
+  }
+}
+
+/** A file the command line names, or a Failure (exit 3) that says why it cannot be read. */
+function readFileOrFail(what: string, path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Failure(`cannot read the ${what} ${path}: ${reason}`, ExitCode.unavailable);
   }
 }
 

@@ -31,6 +31,8 @@ export interface RedisOptions {
   retention: number;
   /** How long a name stays claimed without renewal, in ms. */
   leaseMs: number;
+  /** With `rediss://`: a PEM certificate to trust besides the system's (a lab's own). */
+  ca?: string;
   log: (line: string) => void;
 }
 
@@ -157,6 +159,7 @@ export class RedisStore {
   /** Connects, or throws an Error that says why (the server exits 3). */
   static async connect(options: RedisOptions): Promise<RedisStore> {
     const settings = redisSettings(options.url);
+    if (settings.tls && options.ca) settings.tls = { ca: [options.ca] };
     const make = (resend: boolean) =>
       new Redis({
         ...settings,

@@ -22,7 +22,7 @@ export function redisSettings(url: string): {
   password?: string;
   username?: string;
   db?: number;
-  tls?: Record<string, never>;
+  tls?: { ca?: string[] };
 } {
   let parsed: URL;
   try {

@@ -6,40 +6,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { deadline, PlainClient, TestClient, withServer } from "./helpers.ts";
+import { makeCertificate } from "./certificate.ts";
 import { Chat, startServe, startServeWith, stop } from "./subprocess.ts";
-
-/** A self-signed certificate for 127.0.0.1 and localhost, made with openssl. */
-async function makeCertificate(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  const { success, stderr } = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-subj",
-      "/CN=chat test",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(success, new TextDecoder().decode(stderr));
-  return { cert, key };
-}
 
 Deno.test("password: chat join with --password-env gets in; a wrong one exits 7 and says so", async () => {
   const env = { CHAT_PASSWORD: "lab9-secret", WRONG: "guess" };

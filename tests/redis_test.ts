@@ -8,6 +8,7 @@ import type { ChatServer } from "../server.ts";
 import type { ServerFrame } from "../protocol.ts";
 import { deadline, TestClient } from "./helpers.ts";
 import { Chat, startServeWith } from "./subprocess.ts";
+import { makeCertificate } from "./certificate.ts";
 
 /** A redis-server of the test's own, with an append-only file so a restart keeps its data. */
 class RedisServer {
@@ -479,4 +480,32 @@ Deno.test("on a node: nc lines sent at once, --send twice, piped lines that wait
       20_000,
     );
   });
+});
+
+Deno.test("--redis rediss:// with --redis-ca speaks TLS to Redis; without the CA it is refused", async () => {
+  const redis = new RedisServer();
+  const { cert, key } = await makeCertificate(redis.dir);
+  const tlsPort = redis.port;
+  redis.extra = [
+    ...["--port", "0", "--tls-port", String(tlsPort), "--tls-auth-clients", "no"],
+    ...["--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert],
+  ];
+  await redis.start();
+  try {
+    const url = `rediss://127.0.0.1:${tlsPort}`;
+    const node = await startServeWith({}, "--redis", url, "--redis-ca", cert);
+    const ada = await TestClient.join(
+      { addr: { port: node.port } } as unknown as ChatServer,
+      "ada",
+    );
+    await ada.send({ type: "msg", text: "over TLS", ref: 1 });
+    await ada.frames.waitFor((f) => f.type === "msg" && f.ref === 1, "acknowledged");
+    await ada.close();
+    await stopNode(node);
+    const untrusted = new Chat(["serve", "--port", "0", "--redis", url]);
+    assert.equal(await untrusted.exit(), 3);
+    assert.match(untrusted.stderr, /cannot reach Redis/);
+  } finally {
+    await redis.remove();
+  }
 });
