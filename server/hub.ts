@@ -148,6 +148,8 @@ export interface ClusterLink {
   ): Promise<false | "free" | "resumed">;
   /** Lets a name go on every node. */
   release(key: string, own: string): Promise<void>;
+  /** True for the one node that asks first about `topic` (within a minute). */
+  elect(topic: string): Promise<boolean>;
 }
 
 /**
@@ -1261,12 +1263,15 @@ export class Hub {
   }
 
   /** Forgets who was on `node` (it went quiet, or says afresh who is there). */
-  #forgetNode(node: string): void {
+  #forgetNode(node: string): { name: string; room: Room }[] {
+    const forgotten: { name: string; room: Room }[] = [];
     for (const [key, where] of this.#remoteNames) {
       if (where.node !== node) continue;
+      forgotten.push({ name: where.room.remote.get(key)!.name, room: where.room });
       where.room.remote.delete(key);
       this.#remoteNames.delete(key);
     }
+    return forgotten;
   }
 
   /** Who is on this node, for a node that asks. */
@@ -1287,8 +1292,19 @@ export class Hub {
     for (const [node, heard] of this.#nodesHeard) {
       if (now - heard < deadAfterMs) continue;
       this.#nodesHeard.delete(node);
-      this.#forgetNode(node);
+      const forgotten = this.#forgetNode(node);
       this.#log(`node ${node} went quiet; its members are forgotten`);
+      // One node, elected through the store, tells the rooms who is gone for good: those
+      // who have not come back on another node meanwhile.
+      cluster.elect(`gone:${node}`).then((elected) => {
+        if (!elected || this.#closed) return;
+        for (const { name, room } of forgotten) {
+          const key = nameKey(name);
+          if (this.#names.has(key) || this.#remoteNames.has(key)) continue;
+          const announce = room.online < this.#options.announceLimit;
+          this.#emit(room, { event: "leave", name, reason: "their server stopped" }, announce);
+        }
+      }, () => {});
     }
     this.#publishNow([{ kind: "beat", node: cluster.node }]);
   }

@@ -330,6 +330,12 @@ export class RedisStore {
     return answer === 2 ? "resumed" : answer === 1 ? "free" : false;
   }
 
+  /** True for the one node that asks first about `topic` within a minute. */
+  async elect(topic: string): Promise<boolean> {
+    if (!this.available) return false;
+    return await this.#redis.set(`${PREFIX}elect:${topic}`, this.node, "EX", 60, "NX") === "OK";
+  }
+
   /** Keeps this node's names claimed for another lease. */
   async renew(claims: { key: string; own: string }[]): Promise<void> {
     if (!this.available || claims.length === 0) return;

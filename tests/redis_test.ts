@@ -214,8 +214,9 @@ Deno.test("a client of a killed node resumes on another with exactly what it mis
     const b = await startNode(redis);
     nodes.push(a, b);
     const ada = await TestClient.join(a.server, "ada");
+    const amy = await TestClient.join(a.server, "amy"); // does not come back
     const bob = await TestClient.join(b.server, "bob");
-    clients.push(ada, bob);
+    clients.push(ada, amy, bob);
     for (let i = 1; i <= 5; i++) await bob.send({ type: "msg", text: `m${i}` });
     await ada.waitForMessages(5);
     a.serve.child.kill("SIGKILL");
@@ -238,6 +239,18 @@ Deno.test("a client of a killed node resumes on another with exactly what it mis
       f.type === "event" && f.event === "join" && f.name === "ada"
     );
     assert.equal(joins.length, 0, "bob, there before her return, sees no join");
+    // amy, who did not come back, is said to have left once her node is taken for dead.
+    const left = await bob.frames.waitFor(
+      (f) => f.type === "event" && f.event === "leave" && f.name === "amy",
+      "amy's leave",
+      15_000,
+    );
+    assert.ok(left.type === "event" && /server stopped/.test(left.reason ?? ""));
+    assert.ok(
+      !bob.frames.received.some((f) =>
+        f.type === "event" && f.event === "leave" && f.name === "ada"
+      ),
+    );
   });
 });
 
