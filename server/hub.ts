@@ -1174,8 +1174,10 @@ export class Hub {
             to: item.to,
             text: item.text,
           };
-          const target = this.#names.get(nameKey(item.to));
-          const sender = this.#names.get(nameKey(item.from));
+          // Only to members past their welcome: a name still being claimed has no room yet.
+          const joined = (member: Member | undefined) => member?.room ? member : undefined;
+          const target = joined(this.#names.get(nameKey(item.to)));
+          const sender = joined(this.#names.get(nameKey(item.from)));
           const encodings = new Encodings(frame);
           if (target) {
             this.#logDirect(nameKey(target.name), frame, encodings.for(jsonLines).length);
