@@ -113,6 +113,17 @@ const ROWS: Row[] = [
   { key: "soak_rss_end_mb", label: "7 soak: server RSS at end (MiB)" },
   { key: "soak_rss_drift_mb", label: "7 soak: RSS drift (MiB)" },
   { key: "soak_rss_series_mb", label: "7 soak: RSS every 5 s (MiB)" },
+  {
+    key: "over_offered_dps",
+    label: "9 overload (200 cl, 20 senders): offered deliveries/s",
+  },
+  { key: "over_achieved_dps", label: "9 overload: achieved deliveries/s" },
+  { key: "over_disconnected", label: "9 overload: readers cut off", target: "0" },
+  { key: "over_lost", label: "9 overload: messages lost", target: "0" },
+  { key: "over_sent_pct", label: "9 overload: what the senders could send (% of planned)" },
+  { key: "over_lag_p99_ms", label: "9 overload: send lag p99 (ms), the senders slowed" },
+  { key: "over_rss_peak_mb", label: "9 overload: server RSS peak (MiB)" },
+  { key: "over_errors", label: "9 overload: error lines", optional: true },
 ];
 
 export function fmt(v: unknown): string {

@@ -62,6 +62,9 @@ export interface Sizes {
   /** How long to drain the slow client afterwards, looking for EOF. */
   slowCheckMs: number;
   soakMs: number;
+  /** Scenario 9: deliveries a second offered, far above what a server relays, and for how long. */
+  overloadDps: number;
+  overloadMs: number;
   /** How long a phase waits for stragglers before counting them lost. */
   collectMs: number;
 }
@@ -78,6 +81,8 @@ export const QUICK: Sizes = {
   slowMs: 1500,
   slowCheckMs: 1000,
   soakMs: 3000,
+  overloadDps: 5.12e6,
+  overloadMs: 1000,
   collectMs: 1000,
 };
 
@@ -111,6 +116,8 @@ export const FULL: Sizes = {
   slowMs: 5000,
   slowCheckMs: 3000,
   soakMs: 60_000,
+  overloadDps: 5.12e6,
+  overloadMs: 5000,
   collectMs: 3000,
 };
 
@@ -671,6 +678,45 @@ async function slowConsumer(ctx: Context): Promise<Figures> {
   };
 }
 
+/** How long the overload scenario waits for what is still owed before counting it lost. */
+const OVERLOAD_COLLECT_MS = 15_000;
+
+/**
+ * Scenario 9: offered far more than the server can relay (by default the
+ * 5.1M deliveries/s of the performance issue: 20 senders x 1280/s to 200
+ * clients). A server that handles overload slows the senders (they send
+ * less than planned) and cuts no reader that keeps reading.
+ */
+async function overload(ctx: Context): Promise<Figures> {
+  const n = 200;
+  const nSenders = 20;
+  const srv = await ctx.fresh();
+  ctx.progress(`overload: connecting ${n} clients`);
+  await joinAll(ctx, n, "over");
+  const offered = ctx.sizes.overloadDps;
+  const rate = offered / (n - (ctx.echo ? 0 : 1)) / nSenders;
+  ctx.progress(`overload: offered ${offered / 1000}k deliveries/s`);
+  const rss = new RssSampler(srv.pid);
+  // What is behind is owed, not lost: wait long enough for a backlog to drain.
+  const s = await ctx.phase(
+    range(0, nSenders).map((idx) => ({ idx, rate })),
+    ctx.sizes.overloadMs,
+    SMALL,
+    Math.max(ctx.sizes.collectMs, OVERLOAD_COLLECT_MS),
+  );
+  rss.stop();
+  return {
+    over_offered_dps: offered,
+    over_achieved_dps: s.achievedDps,
+    over_disconnected: s.disconnected,
+    over_lost: s.lost,
+    over_sent_pct: s.planned ? Math.round((1000 * s.sent) / s.planned) / 10 : null,
+    over_lag_p99_ms: s.lagP99Ms,
+    over_rss_peak_mb: mb(rss.peak),
+    over_errors: errorsText(s.errorCodes) || null,
+  };
+}
+
 /** Scenario 7: moderate steady load for a while; loss and RSS drift. */
 async function soak(ctx: Context): Promise<Figures> {
   const srv = await ctx.fresh();
@@ -717,6 +763,7 @@ export const SCENARIOS = [
   "burst",
   "slow",
   "soak",
+  "overload",
 ];
 
 /** Run every scenario against one server; startup figures come from all starts. */
@@ -739,6 +786,7 @@ export async function runAll(ctx: Context, only: string[]): Promise<ServerResult
     burst: () => burst(ctx),
     slow: () => slowConsumer(ctx),
     soak: () => soak(ctx),
+    overload: () => overload(ctx),
   };
   for (const name of SCENARIOS.filter((s) => only.includes(s))) {
     const t0 = performance.now();

@@ -124,6 +124,10 @@ export const SERVERS: Record<string, ServerSpec> = {
         "1000000",
         "--burst",
         "1000000",
+        // The byte rate too: every load client comes from one address, whose byte allowance
+        // would otherwise be what the saturation ramp measures.
+        "--rate-bytes",
+        "1073741824",
         "--max-clients",
         "20000",
         "--max-per-address", // every load client comes from 127.0.0.1
