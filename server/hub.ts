@@ -57,6 +57,13 @@ export interface Member {
   op: boolean;
   /** The address it connects from, for bans. */
   readonly address: string;
+  /**
+   * With a cluster, for a client back from another node: the id of the first
+   * private message it was sent live, and the id up to which the replay from
+   * the store covers (later copies from the bus are not sent again). The hub
+   * sets them.
+   */
+  directs?: { firstLive?: number; floor?: number };
 }
 
 /** A room: its members, topic and recent messages. */
@@ -150,6 +157,8 @@ export interface ClusterLink {
   release(key: string, own: string): Promise<void>;
   /** True for the one node that asks first about `topic` (within a minute). */
   elect(topic: string): Promise<boolean>;
+  /** The private messages to or from a name key with an id above `afterId`, still kept. */
+  directsAfter(key: string, afterId: number): Promise<DirectFrame[]>;
 }
 
 /**
@@ -403,6 +412,31 @@ export class Hub {
     // Nobody was told it left if another node still had it (alive, or dead and not yet
     // forgotten): then it comes back without a notice.
     return this.#remoteNames.has(key) ? "resumed" : true;
+  }
+
+  /**
+   * With a cluster, for a client back from another node: the private
+   * messages to or from its name after `afterId`, from the store, that it
+   * has not been sent live here meanwhile. Copies the bus brings later are
+   * not sent again.
+   */
+  async sharedDirectsAfter(member: Member, afterId: number): Promise<DirectFrame[]> {
+    const cluster = this.#cluster;
+    if (!cluster) return this.directsAfter(member, afterId);
+    const directs = member.directs ??= {};
+    let kept: DirectFrame[];
+    try {
+      kept = await cluster.directsAfter(nameKey(member.name), afterId);
+    } catch {
+      kept = [];
+    }
+    const { firstLive } = directs;
+    if (firstLive !== undefined) {
+      directs.floor = firstLive - 1; // from there on, the bus delivers them
+      return kept.filter((frame) => frame.id < firstLive);
+    }
+    directs.floor = Math.max(afterId, ...kept.map((frame) => frame.id));
+    return kept;
   }
 
   /** With a cluster: lets go of a name on every node. */
@@ -873,6 +907,7 @@ export class Hub {
         from: member.name,
         to: name,
         text,
+        keys: [...new Set([nameKey(member.name), nameKey(name)])],
       };
       if (ref !== undefined) item.ref = ref;
       this.#publishNow([item]);
@@ -1175,7 +1210,13 @@ export class Hub {
             text: item.text,
           };
           // Only to members past their welcome: a name still being claimed has no room yet.
-          const joined = (member: Member | undefined) => member?.room ? member : undefined;
+          const joined = (member: Member | undefined) => {
+            if (!member?.room) return undefined;
+            const directs = member.directs;
+            if (directs?.floor !== undefined && item.id <= directs.floor) return undefined; // replayed
+            if (directs && directs.firstLive === undefined) directs.firstLive = item.id;
+            return member;
+          };
           const target = joined(this.#names.get(nameKey(item.to)));
           const sender = joined(this.#names.get(nameKey(item.from)));
           const encodings = new Encodings(frame);

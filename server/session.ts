@@ -127,6 +127,7 @@ type Mode = "undecided" | "protocol" | "plain";
 export class Session implements Member {
   name = "";
   codec: Codec = jsonLines;
+  directs: Member["directs"];
   op = false;
   room: Room | undefined;
   /** Proves, in a later hello, that a new connection is this same user. */
@@ -537,6 +538,11 @@ export class Session implements Member {
     });
     if (resumed && frame.dmSince !== undefined) {
       this.#replayDirects(this.#ctx.hub.directsAfter(this, frame.dmSince));
+    } else if (claimed === "resumed" && frame.dmSince !== undefined) {
+      // Back from another node: what was sent to the name meanwhile is in the shared store.
+      this.directs = {};
+      const replay = this.#ctx.hub.sharedDirectsAfter(this, frame.dmSince);
+      this.#wait(replay.then((frames) => this.#replayDirects(frames)));
     }
     this.#sendHistory(entry);
     if (resumed) return;
@@ -558,6 +564,7 @@ export class Session implements Member {
 
   /** Private messages the old connection may not have passed on, marked as replayed. */
   #replayDirects(frames: DirectFrame[]): void {
+    if (this.closed) return;
     for (const frame of frames) this.#send({ ...frame, replay: true });
   }
 

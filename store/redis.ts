@@ -19,6 +19,7 @@
 
 import { Redis } from "ioredis";
 import type { RoomRecord, StoredMessage, StoredRoom } from "./sqlite.ts";
+import type { DirectFrame } from "../protocol.ts";
 import type { BanRecord } from "../server/moderation.ts";
 import { NotSent } from "../server/hub.ts";
 import { redisSettings } from "./redis_url.ts";
@@ -54,7 +55,17 @@ export type BusItem =
     /** Whether members are shown it (join and leave notices stop in big rooms). */
     announce: boolean;
   }
-  | { kind: "dm"; node: string; ts: number; from: string; to: string; text: string; ref?: number }
+  | {
+    kind: "dm";
+    node: string;
+    ts: number;
+    from: string;
+    to: string;
+    text: string;
+    ref?: number;
+    /** The name keys of its sender and target, whose logs keep it. */
+    keys?: string[];
+  }
   | { kind: "members"; node: string; members: { name: string; room: string; op?: boolean }[] }
   | { kind: "sync"; node: string }
   | { kind: "beat"; node: string }
@@ -65,16 +76,19 @@ export type Numbered = BusItem & { id: number; seq?: number };
 
 const PREFIX = "chat:";
 const BUS_MAX = 100_000;
+/** Private messages kept per name for a client coming back on another node. */
+const DIRECT_LOG_LENGTH = 64;
 
 // Appends items to the bus in one go, numbering them, and stores messages in their rooms'
 // streams. JSON is patched as text, not decoded: Lua's numbers would round large refs.
 const PUBLISH = `
 local out = {}
 local retention = ARGV[1]
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local roomkey = ARGV[i]
   local once = ARGV[i + 1]
-  local json = ARGV[i + 2]
+  local logs = ARGV[i + 2]
+  local json = ARGV[i + 3]
   if once ~= '' and not redis.call('SET', '${PREFIX}once:' .. once, 1, 'NX', 'EX', 3600) then
     out[#out + 1] = 0
   else
@@ -90,6 +104,11 @@ for i = 2, #ARGV, 3 do
     json = string.sub(json, 1, -2) .. fields .. '}'
   end
   redis.call('XADD', '${PREFIX}bus', 'MAXLEN', '~', ${BUS_MAX}, '*', 'd', json)
+  for key in string.gmatch(logs, '[^\\n]+') do
+    redis.call('RPUSH', '${PREFIX}dms:' .. key, json)
+    redis.call('LTRIM', '${PREFIX}dms:' .. key, -${DIRECT_LOG_LENGTH}, -1)
+    redis.call('EXPIRE', '${PREFIX}dms:' .. key, 3600)
+  end
   out[#out + 1] = id
   end
 end
@@ -266,7 +285,14 @@ export class RedisStore {
       // Published once however often it is tried: known by its node and tag.
       const tag = (item as { tag?: number }).tag;
       const once = tag === undefined ? "" : `${item.node}:${tag}`;
-      args.push(item.kind === "msg" ? roomKey(item.message.room) : "", once, JSON.stringify(item));
+      // A private message is kept for both names, to be replayed to either on another node.
+      const logs = item.kind === "dm" ? (item.keys ?? []).join("\n") : "";
+      args.push(
+        item.kind === "msg" ? roomKey(item.message.room) : "",
+        once,
+        logs,
+        JSON.stringify(item),
+      );
     }
     return await this.#redis.chatPublish(...args);
   }
@@ -328,6 +354,17 @@ export class RedisStore {
       this.#options.leaseMs,
     );
     return answer === 2 ? "resumed" : answer === 1 ? "free" : false;
+  }
+
+  /** The private messages to or from a name key with an id above `afterId`, still kept. */
+  async directsAfter(key: string, afterId: number): Promise<DirectFrame[]> {
+    if (!this.available) return [];
+    const kept = await this.#redis.lrange(`${PREFIX}dms:${key}`, 0, -1);
+    return kept.map((json) => JSON.parse(json) as Numbered).flatMap((item) =>
+      item.kind === "dm" && item.id > afterId
+        ? [{ type: "dm", id: item.id, ts: item.ts, from: item.from, to: item.to, text: item.text }]
+        : []
+    );
   }
 
   /** True for the one node that asks first about `topic` within a minute. */

@@ -223,17 +223,28 @@ Deno.test("a client of a killed node resumes on another with exactly what it mis
     await ada.frames.waitForEnd();
     for (let i = 6; i <= 10; i++) await bob.send({ type: "msg", text: `m${i}` });
     await bob.waitForMessages(10);
+    // A private message to ada while she is away: kept in Redis for her return elsewhere.
+    await bob.send({ type: "dm", to: "ada", text: "while you were away", ref: 5 });
+    await bob.frames.waitFor((f) => f.type === "dm" && f.ref === 5, "bob's dm confirmed");
     const last = ada.messages().at(-1)!;
     const back = await TestClient.join(b.server, "ada", {
       since: last.seq,
       epoch: ada.welcome!.epoch,
       token: ada.welcome!.token,
+      dmSince: 0,
     });
     clients.push(back);
     await back.waitForMessages(5);
     await bob.send({ type: "msg", text: "m11" });
     await back.waitForMessages(6);
     assert.deepEqual(back.messages().map((m) => m.text), ["m6", "m7", "m8", "m9", "m10", "m11"]);
+    await back.frames.waitFor((f) => f.type === "dm" && f.text === "while you were away", "dm");
+    await bob.send({ type: "dm", to: "ada", text: "welcome back" });
+    await back.frames.waitFor((f) => f.type === "dm" && f.text === "welcome back", "live dm");
+    const dms = back.frames.received.filter((f) => f.type === "dm").map((f) =>
+      f.type === "dm" ? `${f.text}${f.replay ? " (replay)" : ""}` : ""
+    );
+    assert.deepEqual(dms, ["while you were away (replay)", "welcome back"]);
     // Nobody saw ada leave (her node died), so nobody is told she joined again.
     const joins = bob.frames.received.filter((f) =>
       f.type === "event" && f.event === "join" && f.name === "ada"
