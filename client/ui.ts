@@ -5,6 +5,7 @@
  * @module
  */
 
+import { mentions, nameColourIndex } from "../web/names.js";
 import * as readline from "node:readline";
 import process from "node:process";
 import { styleText } from "node:util";
@@ -75,7 +76,11 @@ export class StreamUi implements Ui {
   close(): void {}
 }
 
+/** One for each of `nameColourIndex`'s six; the page has the same six, darker (web/style.css). */
 const NAME_COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "red"] as const;
+
+// The web page shares these, so that a name looks the same everywhere.
+export { mentions, nameColourIndex };
 
 /** How a {@linkcode TerminalUi} shows things. */
 export interface TerminalOptions {
@@ -87,30 +92,6 @@ export interface TerminalOptions {
   me: () => string;
   /** Tab completion. */
   completer?: Completer;
-}
-
-/**
- * Whether `text` mentions `name`: the name as a word of its own, in any case.
- *
- * @example
- * ```ts
- * import { mentions } from "./ui.ts";
- * mentions("ada: can you look?", "Ada"); // true
- * mentions("adamant", "ada"); // false
- * ```
- */
-export function mentions(text: string, name: string): boolean {
-  // A loop, not recursion: a long message full of the name must not exhaust the stack.
-  const hay = text.toLowerCase();
-  const needle = name.toLowerCase();
-  if (needle === "") return false;
-  const word = /[\p{L}\p{N}_]/u;
-  for (let at = hay.indexOf(needle); at !== -1; at = hay.indexOf(needle, at + 1)) {
-    const before = hay[at - 1] ?? " ";
-    const after = hay[at + needle.length] ?? " ";
-    if (!word.test(before) && !word.test(after)) return true;
-  }
-  return false;
 }
 
 /**
@@ -218,20 +199,4 @@ export class TerminalUi implements Ui {
     this.rl.close();
     process.stdout.write("\n"); // leave the shell prompt on a line of its own
   }
-}
-
-/**
- * Which of the six name colours a name gets, the same in every client (the
- * web page has its copy): a hash of its UTF-16 code units.
- *
- * @example
- * ```ts
- * import { nameColourIndex } from "./ui.ts";
- * nameColourIndex("ada") === nameColourIndex("ada"); // true, in every session
- * ```
- */
-export function nameColourIndex(name: string): number {
-  let h = 0;
-  for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-  return h % NAME_COLOURS.length;
 }

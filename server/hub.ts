@@ -135,8 +135,12 @@ export interface ClusterLink {
   readonly node: string;
   /** The numbering every room's seqs count in, shared by the nodes. */
   readonly epoch: string;
-  /** Appends items to the bus, numbered; rejects when the store cannot take them. */
-  publish(items: BusItem[]): Promise<number[]>;
+  /**
+   * Appends this node's items to the bus, numbered; `tag`s increase, and an
+   * item whose tag was taken already is skipped, so a batch may be tried
+   * again. Rejects when the store cannot take them.
+   */
+  publish(items: (BusItem & { tag: number })[]): Promise<number[]>;
   /** Stores a room's topic. */
   saveRoom(record: RoomRecord): Promise<void>;
   /** A room as stored, with its recent messages; undefined if there is none. */
@@ -323,7 +327,9 @@ export class Hub {
   #loadingRooms: Promise<void> | undefined;
   readonly #roomLoads = new Map<string, Promise<void>>();
   /** Bus items whose publishing had an unknown outcome, to be published again first. */
-  #uncertain: BusItem[] = [];
+  #uncertain: (BusItem & { tag: number })[] = [];
+  /** Their size, counted against {@linkcode MAX_UNSTORED_BYTES} like what is pending. */
+  #uncertainBytes = 0;
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -869,7 +875,8 @@ export class Hub {
     const room = member.room;
     if (this.#closed || !room) return "closed";
     const stored = this.#journal ?? this.#cluster;
-    if (stored && this.#pendingBytes + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
+    const waiting = this.#pendingBytes + this.#uncertainBytes;
+    if (stored && waiting + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
     const message: StoredMessage = {
       room: room.name,
       seq: 0, // numbered when relayed, or when its batch is written
@@ -1032,26 +1039,32 @@ export class Hub {
     this.#roomWrites.clear();
     // Items whose first try had an unknown outcome go first, in their order, before anything new.
     const retry = this.#uncertain;
-    this.#uncertain = [];
+    this.#setUncertain([]);
     if (pending.length === 0 && rooms.length === 0 && retry.length === 0) return;
-    const fresh: BusItem[] = [];
+    // Every item gets the next tag of this node's, in order: tried again, it is published once.
+    const fresh: (BusItem & { tag: number })[] = [];
     const refused: { member: Member; ref?: number; tag: number }[] = [];
     for (const item of pending) {
+      const tag = this.#nextTag++;
       if (item.kind === "msg") {
-        const tag = this.#nextTag++;
         this.#senders.set(tag, item.sender);
         refused.push({ member: item.sender, ref: item.message.ref, tag });
         const { seq: _seq, id: _id, ...message } = item.message;
         fresh.push({ kind: "msg", node: cluster.node, tag, message });
       } else if (item.kind === "event") {
         const { type: _type, id: _id, ts: _ts, room, ...event } = item.frame;
-        fresh.push({ kind: "event", node: cluster.node, room, event, announce: item.announce });
+        fresh.push({
+          kind: "event",
+          node: cluster.node,
+          room,
+          event,
+          announce: item.announce,
+          tag,
+        });
       } else {
-        fresh.push(item.item);
+        fresh.push({ ...item.item, tag });
       }
     }
-    // Every item gets a tag of this node's, so that trying it again cannot publish it twice.
-    for (const item of fresh) (item as { tag?: number }).tag ??= this.#nextTag++;
     const items = [...retry, ...fresh];
     const written = Promise.all([
       items.length > 0 ? cluster.publish(items) : undefined,
@@ -1063,13 +1076,13 @@ export class Hub {
         if (!(error instanceof NotSent)) {
           // It may have reached Redis before the connection went: try it all again (publishing
           // is idempotent) until Redis answers, so that senders hear for sure either way.
-          this.#uncertain = items;
+          this.#setUncertain(items);
           setTimeout(() => this.flush(), UNCERTAIN_RETRY_MS);
           return;
         }
         // Never sent: new messages are refused at once, and what was uncertain stays so.
         // Notices are let go (the nodes learn again who is where once Redis is back).
-        this.#uncertain = retry;
+        this.#setUncertain(retry);
         if (retry.length > 0) setTimeout(() => this.flush(), UNCERTAIN_RETRY_MS);
         for (const { tag } of refused) this.#senders.delete(tag);
         for (const item of fresh) {
@@ -1083,6 +1096,16 @@ export class Hub {
       this.#writing = undefined;
       if (this.#pending.length > 0 || this.#roomWrites.size > 0) this.flush();
     });
+  }
+
+  /** Keeps items to publish again, and counts what they weigh. */
+  #setUncertain(items: (BusItem & { tag: number })[]): void {
+    this.#uncertain = items;
+    this.#uncertainBytes = 0;
+    for (const item of items) {
+      if (item.kind === "msg") this.#uncertainBytes += item.message.text.length * 3;
+      else if (item.kind === "dm") this.#uncertainBytes += item.text.length * 3;
+    }
   }
 
   /** Puts items on the bus after what is pending. */
@@ -1363,7 +1386,13 @@ export class Hub {
     if (!cluster) return;
     for (const key of [...this.#claims.keys()]) this.#unclaim(key); // held names too
     await Promise.all(this.#releases);
-    await cluster.publish([{ kind: "members", node: cluster.node, members: [] }]).catch(() => {});
+    await cluster.publish([{
+      kind: "members",
+      node: cluster.node,
+      members: [],
+      tag: this.#nextTag++,
+    }])
+      .catch(() => {});
   }
 
   /** A room, made if this node has not seen it yet. */

@@ -133,13 +133,7 @@ export class OutboundQueue {
   push(bytes: Uint8Array): boolean {
     if (this.#failed) return true;
     if (this.#bytes + this.#backlogBytes + bytes.length > this.#limit) return false;
-    if (this.#backlog.length > 0) {
-      this.#backlog.push(bytes);
-      this.#backlogBytes += bytes.length;
-    } else {
-      this.#enqueue(bytes);
-    }
-    this.#account();
+    this.#append(bytes);
     return true;
   }
 
@@ -167,6 +161,11 @@ export class OutboundQueue {
       this.#backlog.length = 0;
       this.#backlogBytes = 0;
     }
+    this.#append(bytes);
+  }
+
+  /** Queues bytes behind whatever is queued, a paced source included. */
+  #append(bytes: Uint8Array): void {
     if (this.#backlog.length > 0) {
       this.#backlog.push(bytes);
       this.#backlogBytes += bytes.length;

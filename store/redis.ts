@@ -79,19 +79,24 @@ const BUS_MAX = 100_000;
 /** Private messages kept per name for a client coming back on another node. */
 const DIRECT_LOG_LENGTH = 64;
 
-// Appends items to the bus in one go, numbering them, and stores messages in their rooms'
-// streams. JSON is patched as text, not decoded: Lua's numbers would round large refs.
+// Appends one node's items to the bus in one go, numbering them, and stores messages in their
+// rooms' streams. A node tags its items in increasing order and Redis keeps the highest tag
+// it took from each node, so an item tried again is published once: one key per node, not
+// one per message. JSON is patched as text, not decoded: Lua's numbers would round large refs.
 const PUBLISH = `
 local out = {}
 local retention = ARGV[1]
-for i = 2, #ARGV, 4 do
+local taken = '${PREFIX}published:' .. ARGV[2]
+local last = tonumber(redis.call('GET', taken) or '0')
+for i = 3, #ARGV, 4 do
   local roomkey = ARGV[i]
-  local once = ARGV[i + 1]
+  local tag = tonumber(ARGV[i + 1])
   local logs = ARGV[i + 2]
   local json = ARGV[i + 3]
-  if once ~= '' and not redis.call('SET', '${PREFIX}once:' .. once, 1, 'NX', 'EX', 3600) then
+  if tag <= last then
     out[#out + 1] = 0
   else
+  last = tag
   local id = redis.call('INCR', '${PREFIX}ids')
   local fields = ',"id":' .. id
   if roomkey ~= '' then
@@ -112,6 +117,7 @@ for i = 2, #ARGV, 4 do
   out[#out + 1] = id
   end
 end
+redis.call('SET', taken, last, 'EX', 86400)
 return out`;
 
 // Claims a name: free (1), or held under the token presented (2: a client coming back).
@@ -277,19 +283,20 @@ export class RedisStore {
     };
   }
 
-  /** Appends items to the bus, numbered; rejects when Redis cannot take them. */
-  async publish(items: BusItem[]): Promise<number[]> {
+  /**
+   * Appends this node's items to the bus, numbered, in the order of their
+   * tags; an item whose tag Redis has taken already is skipped, so trying a
+   * batch again is safe. Rejects when Redis cannot take them.
+   */
+  async publish(items: (BusItem & { tag: number })[]): Promise<number[]> {
     if (!this.available) throw new NotSent("Redis is not reachable");
-    const args: string[] = [String(this.#options.retention)];
+    const args: string[] = [String(this.#options.retention), this.node];
     for (const item of items) {
-      // Published once however often it is tried: known by its node and tag.
-      const tag = (item as { tag?: number }).tag;
-      const once = tag === undefined ? "" : `${item.node}:${tag}`;
       // A private message is kept for both names, to be replayed to either on another node.
       const logs = item.kind === "dm" ? (item.keys ?? []).join("\n") : "";
       args.push(
         item.kind === "msg" ? roomKey(item.message.room) : "",
-        once,
+        String(item.tag),
         logs,
         JSON.stringify(item),
       );

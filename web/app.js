@@ -6,6 +6,8 @@
 // at a time, each confirmed by the server's echo of its ref. Every piece of text from the
 // network is put on the page with textContent, never as HTML.
 
+import { mentions, nameColourIndex } from "./names.js";
+
 const PROTOCOL_VERSION = 1;
 const HISTORY = 50;
 const MAX_LINES = 1000;
@@ -581,38 +583,8 @@ function span(text) {
 /** A name in the colour the terminal client gives it. @param {string} name */
 function nameSpan(name) {
   const element = span(name);
-  element.className = `who c${nameColour(name)}`;
+  element.className = `who c${nameColourIndex(name)}`;
   return element;
-}
-
-/**
- * The same colour index as the terminal client's (client/ui.ts): a hash of the UTF-16 code
- * units, modulo its six colours.
- * @param {string} name
- */
-function nameColour(name) {
-  let h = 0;
-  for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-  return h % 6;
-}
-
-/**
- * Whether `text` mentions `name` as a word, as the terminal client tells.
- * @param {string} text
- * @param {string} name
- */
-function mentions(text, name) {
-  // A loop, not recursion: a long message full of the name must not exhaust the stack.
-  const hay = text.toLowerCase();
-  const needle = name.toLowerCase();
-  if (needle === "") return false;
-  const word = /[\p{L}\p{N}_]/u;
-  for (let at = hay.indexOf(needle); at !== -1; at = hay.indexOf(needle, at + 1)) {
-    const before = hay[at - 1] ?? " ";
-    const after = hay[at + needle.length] ?? " ";
-    if (!word.test(before) && !word.test(after)) return true;
-  }
-  return false;
 }
 
 /** @param {Date} date */
