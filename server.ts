@@ -203,9 +203,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
   let assets: Assets | undefined;
   try {
     assets = config.web ? readAssets() : undefined;
-    const cluster = config.redis?.store;
     hub = new Hub({
-      cluster,
       loaded: config.redis
         ? { rooms: config.redis.rooms, nextId: 1, reservedUntil: 1, bans: [] }
         : opened?.loaded,
@@ -219,7 +217,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
       roomHistoryBytes: config.roomHistoryBytes,
       historyBytes: config.historyBytes,
       maxRooms: config.maxRooms,
-      journal: opened?.writer,
+      journal: config.redis?.store ?? opened?.writer,
       bans: config.redis?.bans ?? opened?.loaded.bans,
       keepEmptyRoomMs: config.nameGraceMs,
       log,
@@ -303,9 +301,8 @@ export function serve(options: ServeOptions = {}): ChatServer {
     hub.expire(now, config.roomExpiryMs);
     hub.heartbeat(now, CLUSTER_DEAD_MS);
   }, config.livenessCheckMs);
-  // With --redis: the bus read in its order, and this node's names kept claimed.
+  // With --redis: this node's names kept claimed.
   const store = config.redis?.store;
-  store?.follow((items) => hub.receive(items));
   const renewal = store
     ? setInterval(() => store.renew(hub.claims).catch(() => {}), config.nameLeaseMs / 3)
     : undefined;

@@ -10,12 +10,13 @@
  * has reached everyone else, so disconnecting it (and announcing that)
  * cannot interleave with the frame being delivered.
  *
- * With a journal (`--db`), accepted messages are collected into a batch that
- * is written in one transaction, on the database's own thread, while the
- * server goes on; only then are they numbered for good, added to the history
- * and relayed, the sender's echo included, so whatever anyone saw is on
- * disk. One batch is written at a time; what comes meanwhile (messages and
- * events alike) waits behind it, so everyone still sees one order.
+ * Everything the hub accepts (messages, notices, private messages) goes
+ * through its journal (`store/journal.ts`) and is relayed only as the
+ * journal hands it back: at once in memory; after the batch is written in
+ * one transaction with `--db`, so whatever anyone saw is on disk; from the
+ * shared bus with `--redis`, so that every node relays one order. One batch
+ * is written at a time; what comes meanwhile waits behind it, so everyone
+ * still sees one order.
  *
  * Replay is exact at the seam because entering is synchronous: a client
  * entering a room is handed the history as it stands and is a member from
@@ -41,7 +42,15 @@ import { type Codec, Encodings, jsonLines } from "./codec.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
 import { type BanRecord, Moderation } from "./moderation.ts";
-import type { BusItem, Numbered } from "../store/redis.ts";
+import {
+  type BusItem,
+  type Journal,
+  NotSent,
+  type Numbered,
+  type SharedNames,
+  type Tagged,
+} from "../store/journal.ts";
+import { MemoryJournal } from "../store/memory.ts";
 
 /** A joined session, as the hub sees it. */
 export interface Member {
@@ -111,66 +120,6 @@ export class Room {
   }
 }
 
-/** Where accepted messages are made durable before they are relayed. */
-export interface Journal {
-  /** Stores messages and room records in one transaction; rejects if it failed. */
-  write(messages: StoredMessage[], rooms: RoomRecord[]): Promise<void>;
-  /** Hears of every id handed out, so ids keep increasing across restarts. */
-  reserveIds(nextId: number): void;
-  /** A room stored earlier, to make it again as it was; throws if it cannot be read. */
-  recall(name: string): StoredRoom | undefined;
-  /** Keeps a ban across restarts. */
-  saveBan(ban: BanRecord): void;
-  /** Forgets a ban on a name's key. */
-  removeBan(key: string): void;
-}
-
-/**
- * With `--redis`: the bus every node reads in one order, and the names held
- * across nodes. A hub with one relays what the bus brings, its own members'
- * messages and events included, so that every node shows the same order.
- */
-export interface ClusterLink {
-  /** This node's name on the bus. */
-  readonly node: string;
-  /** The numbering every room's seqs count in, shared by the nodes. */
-  readonly epoch: string;
-  /**
-   * Appends this node's items to the bus, numbered; `tag`s increase, and an
-   * item whose tag was taken already is skipped, so a batch may be tried
-   * again. Rejects when the store cannot take them.
-   */
-  publish(items: (BusItem & { tag: number })[]): Promise<number[]>;
-  /** Stores a room's topic. */
-  saveRoom(record: RoomRecord): Promise<void>;
-  /** A room as stored, with its recent messages; undefined if there is none. */
-  loadRoom(name: string): Promise<StoredRoom | undefined>;
-  /** Keeps a ban for every node, across restarts. */
-  saveBan(ban: BanRecord): void;
-  /** Forgets a ban. */
-  removeBan(key: string): void;
-  /** Keeps the message of the day for nodes that start later. */
-  saveMotd(text: string): void;
-  /** Claims a name on every node: free, or held under the token `presented`. */
-  claim(
-    key: string,
-    presented: string | undefined,
-    own: string,
-  ): Promise<false | "free" | "resumed">;
-  /** Lets a name go on every node. */
-  release(key: string, own: string): Promise<void>;
-  /** True for the one node that asks first about `topic` (within a minute). */
-  elect(topic: string): Promise<boolean>;
-  /** The private messages to or from a name key with an id above `afterId`, still kept. */
-  directsAfter(key: string, afterId: number): Promise<DirectFrame[]>;
-}
-
-/**
- * What {@linkcode ClusterLink.publish} rejects with when the shared store was
- * known to be away: nothing was sent, so nothing can have been stored.
- */
-export class NotSent extends Error {}
-
 /** Options for {@linkcode Hub}. */
 export interface HubOptions {
   /** Join and leave notices go out only while a room has at most this many. */
@@ -183,7 +132,7 @@ export interface HubOptions {
   historyBytes?: number;
   /** Most rooms there may be. */
   maxRooms: number;
-  /** Where messages are made durable; none keeps history in memory only. */
+  /** Where messages are stored and put in order; default: in memory only. */
   journal?: Journal;
   /** What the journal held at start. */
   loaded?: LoadedState;
@@ -191,8 +140,6 @@ export interface HubOptions {
   onOverflow: (member: Member) => void;
   /** Called when a batch could not be stored: its senders are told, not relayed. */
   onStoreError?: (error: unknown, refused: { member: Member; ref?: number }[]) => void;
-  /** With `--redis`: the other nodes. */
-  cluster?: ClusterLink;
   /** Called for a member whose name a client took over with its token on another node. */
   onReplaced?: (member: Member) => void;
   /** Called for a member an operator removed (kick, ban), after the room was told. */
@@ -265,8 +212,8 @@ export interface Entry {
 export type SayResult = "accepted" | "busy" | "closed";
 
 type Pending =
-  | { kind: "msg"; message: StoredMessage; room: Room; sender: Member }
-  | { kind: "event"; frame: EventFrame; room: Room; announce: boolean }
+  | { kind: "msg"; message: Omit<StoredMessage, "id" | "seq">; room: Room; sender: Member }
+  | { kind: "event"; frame: Omit<EventFrame, "id">; room: Room; announce: boolean }
   | { kind: "bus"; item: BusItem };
 
 /** A name's recent private messages, both ways, bounded in bytes. */
@@ -298,7 +245,7 @@ export class Hub {
   /** Names of dropped connections, held for their token until a time. */
   readonly #held = new Map<string, { token: string; until: number; address: string }>();
   readonly #options: HubOptions;
-  readonly #journal: Journal | undefined;
+  readonly #journal: Journal;
   /** Mutes, bans and the message of the day. */
   readonly moderation: Moderation;
   #nextId = 1;
@@ -306,14 +253,15 @@ export class Hub {
   /** Bytes of history kept in all rooms. */
   #historyBytes = 0;
   #closed = false;
-  // With a journal: what waits for the batch being written.
+  // What waits for the batch being written.
   #pending: Pending[] = [];
   #pendingBytes = 0;
   #roomWrites = new Set<Room>();
   #writing: Promise<void> | undefined;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #cluster: ClusterLink | undefined;
-  /** With a cluster: this node's senders of messages still on their way round the bus. */
+  /** With a shared journal: the names held across nodes. */
+  readonly #cluster: SharedNames | undefined;
+  /** This node's senders of messages still on their way round the journal. */
   readonly #senders = new Map<number, Member>();
   #nextTag = 1;
   /** With a cluster: where each name on another node is, and when each node was last heard. */
@@ -325,23 +273,25 @@ export class Hub {
   /** What the bus brought and is not applied yet, while a room it needs is loaded. */
   readonly #inbox: Numbered[] = [];
   #loadingRooms: Promise<void> | undefined;
-  readonly #roomLoads = new Map<string, Promise<void>>();
+  readonly #roomLoads = new Map<string, Promise<StoredRoom | undefined>>();
+  #draining = false;
   /** Bus items whose publishing had an unknown outcome, to be published again first. */
-  #uncertain: (BusItem & { tag: number })[] = [];
+  #uncertain: Tagged[] = [];
   /** Their size, counted against {@linkcode MAX_UNSTORED_BYTES} like what is pending. */
   #uncertainBytes = 0;
 
   constructor(options: HubOptions) {
     this.#options = options;
-    this.#journal = options.journal;
-    this.#cluster = options.cluster;
+    this.#journal = options.journal ?? new MemoryJournal();
+    this.#cluster = this.#journal.shared;
     this.moderation = new Moderation(options.bans);
     if (options.loaded) {
       this.#nextId = options.loaded.nextId;
       for (const stored of options.loaded.rooms) this.#restore(stored);
     }
     if (!this.#rooms.has(nameKey(DEFAULT_ROOM))) this.#newRoom(DEFAULT_ROOM);
-    if (this.#cluster) this.#publishNow([{ kind: "sync", node: this.#cluster.node }]);
+    this.#journal.follow((items) => this.#receive(items));
+    if (this.#cluster) this.#publishNow([{ kind: "sync", node: this.#journal.node }]);
   }
 
   /**
@@ -414,7 +364,7 @@ export class Hub {
     this.#claims.set(key, own);
     if (claimed === "free") return true;
     // Back with its token, maybe from another node: a connection there is replaced, as here.
-    this.#publishNow([{ kind: "takeover", node: cluster.node, key }]);
+    this.#publishNow([{ kind: "takeover", node: this.#journal.node, key }]);
     // Nobody was told it left if another node still had it (alive, or dead and not yet
     // forgotten): then it comes back without a notice.
     return this.#remoteNames.has(key) ? "resumed" : true;
@@ -494,9 +444,9 @@ export class Hub {
   ): Entry | undefined {
     let room = this.#rooms.get(nameKey(roomName));
     if (room === undefined) {
-      if (this.#rooms.size >= this.#options.maxRooms && !this.#makeRoomForOne()) return undefined;
-      const stored = this.#journal?.recall(roomName);
-      room = stored ? this.#restore(stored) : this.#newRoom(roomName);
+      if (!this.#roomToSpare()) return undefined;
+      this.#load(roomName, () => true); // made now, unless the journal is read asynchronously
+      room = this.#rooms.get(nameKey(roomName)) ?? this.#newRoom(roomName);
     }
     if (member.room === room) return { room, replay: [], gone: 0, restarted: false };
     if (member.room) this.#exit(member, `went to ${room.name}`, false);
@@ -755,7 +705,7 @@ export class Hub {
           ...(frame.minutes === undefined ? {} : { until: Date.now() + frame.minutes * 60_000 }),
         };
         this.moderation.ban(ban);
-        if (address !== undefined) this.#cluster?.saveBan(ban); // the address only this node knew
+        if (address !== undefined) this.#journal.saveBan(ban); // the address only this node knew
         if (target) this.#remove(target, "ban", by, frame.reason, frame.minutes);
         return;
       }
@@ -796,8 +746,7 @@ export class Hub {
       ...(minutes === undefined ? {} : { until: Date.now() + minutes * 60_000 }),
     };
     this.moderation.ban(ban);
-    this.#journal?.saveBan(ban);
-    this.#cluster?.saveBan(ban);
+    this.#journal.saveBan(ban);
     this.#moderated(by, ban.name, target?.room ?? this.#remoteNames.get(key)?.room, {
       event: "ban",
       ...(minutes === undefined ? {} : { minutes }),
@@ -821,8 +770,7 @@ export class Hub {
         this.moderation.bannedFor(key, address, Date.now())?.name;
       return coveredBy === undefined ? { lifted: false } : { lifted: false, coveredBy };
     }
-    if (ban) this.#journal?.removeBan(key);
-    if (ban) this.#cluster?.removeBan(key);
+    if (ban) this.#journal.removeBan(key);
     this.#moderated(by, ban?.name ?? name, this.#names.get(key)?.room, { event: "unban" });
     return { lifted: true };
   }
@@ -830,7 +778,7 @@ export class Hub {
   /** An operator sets the message of the day, shown in every welcome. */
   setMotd(by: Member, text: string): void {
     this.moderation.motd = text;
-    this.#cluster?.saveMotd(text);
+    this.#journal.saveMotd(text);
     this.#moderated(by, by.name, undefined, { event: "motd", text });
   }
 
@@ -859,10 +807,8 @@ export class Hub {
     room.topic = topic;
     // An operator's topic keeps a room when it stands empty; anyone else's does not.
     if (member.op) room.pinned = topic !== "";
-    if (this.#journal) {
-      this.#roomWrites.add(room);
-      this.#scheduleFlush();
-    }
+    this.#roomWrites.add(room);
+    this.#scheduleFlush();
     if (room !== member.room) this.#log(`op ${member.name}: topic of ${room.name}: ${topic}`);
     this.#emit(room, { event: "topic", name: member.name, topic });
   }
@@ -874,24 +820,16 @@ export class Hub {
   say(member: Member, text: string, ref?: number, action = false): SayResult {
     const room = member.room;
     if (this.#closed || !room) return "closed";
-    const stored = this.#journal ?? this.#cluster;
     const waiting = this.#pendingBytes + this.#uncertainBytes;
-    if (stored && waiting + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
-    const message: StoredMessage = {
+    if (waiting + text.length * 3 > MAX_UNSTORED_BYTES) return "busy";
+    const message: Omit<StoredMessage, "id" | "seq"> = {
       room: room.name,
-      seq: 0, // numbered when relayed, or when its batch is written
-      id: this.#id(),
       ts: Date.now(),
       from: member.name,
       text,
     };
     if (ref !== undefined) message.ref = ref;
     if (action) message.action = true;
-    if (!stored) {
-      message.seq = ++room.lastSeq;
-      this.#relay(message, room, member);
-      return "accepted";
-    }
     this.#pending.push({ kind: "msg", message, room, sender: member });
     this.#pendingBytes += text.length * 3; // at most 3 UTF-8 bytes per UTF-16 unit
     this.#roomWrites.add(room); // its row must exist beside its messages
@@ -901,45 +839,21 @@ export class Hub {
 
   /** Sends a direct message; false when nobody has the name `to`. */
   direct(member: Member, to: string, text: string, ref?: number): boolean {
-    const cluster = this.#cluster;
-    if (cluster) {
-      // Numbered on the bus and delivered from it, wherever the two are.
-      const name = this.#names.get(nameKey(to))?.name ??
-        this.#remoteNames.get(nameKey(to))?.room.remote.get(nameKey(to))?.name;
-      if (name === undefined) return false;
-      const item: BusItem = {
-        kind: "dm",
-        node: cluster.node,
-        ts: Date.now(),
-        from: member.name,
-        to: name,
-        text,
-        keys: [...new Set([nameKey(member.name), nameKey(name)])],
-      };
-      if (ref !== undefined) item.ref = ref;
-      this.#publishNow([item]);
-      return true;
-    }
-    const target = this.#names.get(nameKey(to));
-    if (target === undefined) return false;
-    const frame: DirectFrame = {
-      type: "dm",
-      id: this.#id(),
+    // Numbered by the journal and delivered as it comes back, wherever the two are.
+    const name = this.#names.get(nameKey(to))?.name ??
+      this.#remoteNames.get(nameKey(to))?.room.remote.get(nameKey(to))?.name;
+    if (name === undefined) return false;
+    const item: BusItem = {
+      kind: "dm",
+      node: this.#journal.node,
       ts: Date.now(),
       from: member.name,
-      to: target.name,
+      to: name,
       text,
     };
-    if (ref !== undefined) frame.ref = ref;
-    const encodings = new Encodings(frame);
-    const size = encodings.for(jsonLines).length; // what replaying it to a protocol client costs
-    this.#logDirect(nameKey(target.name), frame, size);
-    if (target !== member) this.#logDirect(nameKey(member.name), frame, size);
-    const overflowed: Member[] = [];
-    if (!target.deliver(encodings.for(target.codec))) overflowed.push(target);
-    const confirm = target !== member && member.codec.echoesOwnMessages;
-    if (confirm && !member.deliver(encodings.for(member.codec))) overflowed.push(member);
-    for (const m of overflowed) this.#options.onOverflow(m);
+    if (this.#cluster) item.keys = [...new Set([nameKey(member.name), nameKey(name)])];
+    if (ref !== undefined) item.ref = ref;
+    this.#publishNow([item]);
     return true;
   }
 
@@ -988,50 +902,16 @@ export class Hub {
     while (this.#writing) await this.#writing;
   }
 
-  /** Starts writing what is pending, unless a batch is being written already. */
+  /**
+   * Writes what is pending to the journal, in order, unless a batch is
+   * being written already; what comes back from it is relayed by
+   * `#receive`, on every node alike.
+   */
   flush(): void {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
-    if (this.#cluster) return this.#flushToBus(this.#cluster);
-    const journal = this.#journal;
-    if (!journal || this.#writing) return;
-    const pending = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    const batch: StoredMessage[] = [];
-    for (const item of pending) {
-      if (item.kind === "msg") {
-        item.message.seq = ++item.room.lastSeq;
-        batch.push(item.message);
-      }
-    }
-    const rooms = [...this.#roomWrites].map((room) => room.record);
-    this.#roomWrites.clear();
-    if (batch.length === 0 && rooms.length === 0) {
-      for (const item of pending) {
-        if (item.kind === "event" && item.announce) this.#deliver(item.room, item.frame);
-      }
-      return;
-    }
-    this.#writing = journal.write(batch, rooms).then(
-      () => this.#release(pending, true),
-      (error) => {
-        this.#unaccept(batch);
-        const refused = pending.flatMap((p) =>
-          p.kind === "msg" ? [{ member: p.sender, ref: p.message.ref }] : []
-        );
-        this.#options.onStoreError?.(error, refused);
-        this.#release(pending, false);
-      },
-    );
-  }
-
-  /**
-   * With a cluster: puts what is pending on the bus, in order; what comes
-   * back from it is relayed by {@linkcode Hub.receive}, on every node alike.
-   */
-  #flushToBus(cluster: ClusterLink): void {
     if (this.#writing) return;
+    const journal = this.#journal;
     const pending = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
@@ -1042,34 +922,35 @@ export class Hub {
     this.#setUncertain([]);
     if (pending.length === 0 && rooms.length === 0 && retry.length === 0) return;
     // Every item gets the next tag of this node's, in order: tried again, it is published once.
-    const fresh: (BusItem & { tag: number })[] = [];
+    // A journal that does not number keeps the hub's numbers, given here, in the same order.
+    const hubNumbers = !journal.numbers;
+    const fresh: Tagged[] = [];
     const refused: { member: Member; ref?: number; tag: number }[] = [];
     for (const item of pending) {
       const tag = this.#nextTag++;
+      let tagged: Tagged;
       if (item.kind === "msg") {
         this.#senders.set(tag, item.sender);
         refused.push({ member: item.sender, ref: item.message.ref, tag });
-        const { seq: _seq, id: _id, ...message } = item.message;
-        fresh.push({ kind: "msg", node: cluster.node, tag, message });
+        tagged = { kind: "msg", node: journal.node, tag, message: item.message };
+        if (hubNumbers) tagged.seq = ++item.room.lastSeq;
       } else if (item.kind === "event") {
-        const { type: _type, id: _id, ts: _ts, room, ...event } = item.frame;
-        fresh.push({
-          kind: "event",
-          node: cluster.node,
-          room,
-          event,
-          announce: item.announce,
-          tag,
-        });
+        const { type: _type, ts: _ts, room, ...event } = item.frame;
+        tagged = { kind: "event", node: journal.node, room, event, announce: item.announce, tag };
       } else {
-        fresh.push({ ...item.item, tag });
+        tagged = { ...item.item, tag };
       }
+      if (hubNumbers) tagged.id = this.#nextId++;
+      fresh.push(tagged);
     }
     const items = [...retry, ...fresh];
-    const written = Promise.all([
-      items.length > 0 ? cluster.publish(items) : undefined,
-      ...rooms.map((record) => cluster.saveRoom(record)),
-    ]);
+    let written: Promise<void> | void;
+    try {
+      written = journal.write(items, rooms);
+    } catch (error) {
+      written = Promise.reject(error);
+    }
+    if (written === undefined) return; // stored and relayed already
     this.#writing = written.then(
       () => {},
       (error) => {
@@ -1080,8 +961,10 @@ export class Hub {
           setTimeout(() => this.flush(), UNCERTAIN_RETRY_MS);
           return;
         }
-        // Never sent: new messages are refused at once, and what was uncertain stays so.
-        // Notices are let go (the nodes learn again who is where once Redis is back).
+        // Never stored: these messages are refused at once, and what was uncertain stays so.
+        // Notices are the journal's to relay or let go (with Redis, the nodes learn again who
+        // is where once it is back).
+        if (hubNumbers) this.#unaccept(fresh);
         this.#setUncertain(retry);
         if (retry.length > 0) setTimeout(() => this.flush(), UNCERTAIN_RETRY_MS);
         for (const { tag } of refused) this.#senders.delete(tag);
@@ -1099,7 +982,7 @@ export class Hub {
   }
 
   /** Keeps items to publish again, and counts what they weigh. */
-  #setUncertain(items: (BusItem & { tag: number })[]): void {
+  #setUncertain(items: Tagged[]): void {
     this.#uncertain = items;
     this.#uncertainBytes = 0;
     for (const item of items) {
@@ -1115,172 +998,197 @@ export class Hub {
   }
 
   /**
-   * With a cluster: relays what the bus brings, in its order, the same on
-   * every node: messages (into history, to the room), events, private
-   * messages, and who is on which node.
+   * Relays what the journal hands back, in its order, the same on every
+   * node: messages (into history, to the room), events, private messages,
+   * and who is on which node.
    */
-  receive(items: Numbered[]): void {
+  #receive(items: Numbered[]): void {
     for (const item of items) this.#inbox.push(item);
     this.#drain();
   }
 
   /**
-   * Applies what the bus brought, in order; an item about a room this node
-   * does not hold waits (and all after it) until the room is loaded.
+   * Applies what the journal handed back, in order; an item about a room
+   * this node does not hold waits (and all after it) until the room is loaded.
    */
   #drain(): void {
-    while (this.#loadingRooms === undefined && this.#inbox.length > 0) {
-      const item = this.#inbox[0];
-      const rooms = item.kind === "msg"
-        ? [item.message.room]
-        : item.kind === "event"
-        ? [item.room]
-        : item.kind === "members"
-        ? item.members.map((m) => m.room)
-        : [];
-      const missing = rooms.filter((name) => !this.#rooms.has(nameKey(name)));
-      if (missing.length > 0) {
-        this.#loadingRooms = Promise.all(missing.map((name) => this.prepare(name))).then(() => {
-          this.#loadingRooms = undefined;
-          this.#drain();
-        });
-        return;
+    if (this.#draining) return; // the loop below goes on with what was added
+    this.#draining = true;
+    try {
+      while (this.#loadingRooms === undefined && this.#inbox.length > 0) {
+        const item = this.#inbox[0];
+        const loads = roomsOf(item).flatMap((name) => this.#learn(name) ?? []);
+        if (loads.length > 0) {
+          this.#loadingRooms = Promise.all(loads).then(() => {
+            this.#loadingRooms = undefined;
+            this.#drain();
+          });
+          return;
+        }
+        this.#inbox.shift();
+        this.#apply(item);
       }
-      this.#inbox.shift();
-      this.#apply(item);
+    } finally {
+      this.#draining = false;
     }
   }
 
   /**
-   * With a cluster: loads a room this node does not hold (it let it go when
-   * it stood empty, or never had it) with its history from the shared
-   * store, before anyone enters it. Undefined when there is nothing to wait for.
+   * Makes ready a room a member is about to enter that this node does not
+   * hold: loaded from the journal if it keeps rooms (with `--redis`, a room
+   * this node let go of or never had, with its history), or made new.
+   * Nothing is made when it would be one room too many: then
+   * {@linkcode Hub.enter} says so. A promise while the journal is read.
    */
   prepare(name: string): Promise<void> | undefined {
-    const cluster = this.#cluster;
+    if (this.#rooms.has(nameKey(name)) || !this.#roomToSpare()) return undefined;
+    return this.#load(name, () => this.#roomToSpare());
+  }
+
+  /** Whether one more room may be made, letting an empty one go if need be. */
+  #roomToSpare(): boolean {
+    return this.#rooms.size < this.#options.maxRooms || this.#makeRoomForOne();
+  }
+
+  /**
+   * A room another node has, or had, that this node does not hold: made
+   * here too, to show who is in it, making room for it if it can; it
+   * counts against `maxRooms` for the rooms this node's members make.
+   */
+  #learn(name: string): Promise<void> | undefined {
+    if (this.#rooms.has(nameKey(name))) return undefined;
+    return this.#load(name, () => {
+      this.#roomToSpare();
+      return true;
+    });
+  }
+
+  /**
+   * Reads a room from the journal and makes it, if `allowed()` still says
+   * so then; a promise while the journal is read.
+   */
+  #load(name: string, allowed: () => boolean): Promise<void> | undefined {
     const key = nameKey(name);
-    if (!cluster || this.#rooms.has(key)) return undefined;
-    let loading = this.#roomLoads.get(key);
-    if (loading === undefined) {
-      loading = cluster.loadRoom(name).then(
-        (stored) => {
-          if (this.#rooms.has(key)) return;
-          if (stored) this.#restore(stored);
-          else this.#newRoom(name);
-        },
-        () => {
-          if (!this.#rooms.has(key)) this.#newRoom(name); // the store is away: start it empty
-        },
-      ).finally(() => this.#roomLoads.delete(key));
-      this.#roomLoads.set(key, loading);
+    const make = (stored: StoredRoom | undefined) => {
+      if (this.#rooms.has(key) || !allowed()) return;
+      if (stored) this.#restore(stored);
+      else this.#newRoom(name);
+    };
+    const cached = this.#roomLoads.get(key);
+    const stored = cached ?? this.#journal.loadRoom(name);
+    if (!(stored instanceof Promise)) {
+      make(stored);
+      return undefined;
     }
-    return loading;
+    if (cached === undefined) {
+      this.#roomLoads.set(key, stored);
+      stored.finally(() => this.#roomLoads.delete(key)).catch(() => {});
+    }
+    return stored.then(make, () => make(undefined)); // the store is away: start it empty
   }
 
   #apply(item: Numbered): void {
-    const cluster = this.#cluster!;
-    {
-      if (item.node !== cluster.node) {
-        // A node not heard from (new, or back after Redis was away): ask who is where.
-        const stranger = !this.#nodesHeard.has(item.node);
-        this.#nodesHeard.set(item.node, performance.now());
-        if (stranger && item.kind !== "members" && item.kind !== "sync") {
-          this.#publishNow([{ kind: "sync", node: cluster.node }]);
-        }
+    const node = this.#journal.node;
+    if (item.node !== node) {
+      // A node not heard from (new, or back after Redis was away): ask who is where.
+      const stranger = !this.#nodesHeard.has(item.node);
+      this.#nodesHeard.set(item.node, performance.now());
+      if (stranger && item.kind !== "members" && item.kind !== "sync") {
+        this.#publishNow([{ kind: "sync", node }]);
       }
-      switch (item.kind) {
-        case "msg": {
-          const room = this.#roomFor(item.message.room);
-          if (item.seq! <= room.relayedSeq) break; // loaded already
-          room.lastSeq = Math.max(room.lastSeq, item.seq!);
-          const sender = item.node === cluster.node ? this.#senders.get(item.tag) : undefined;
-          this.#senders.delete(item.tag);
-          const message: StoredMessage = { ...item.message, id: item.id, seq: item.seq! };
-          this.#remember(room, message);
-          const encodings = this.#deliver(room, messageFrame(message), sender);
-          // A sender that moved on before its message came round still gets its confirmation.
+    }
+    switch (item.kind) {
+      case "msg": {
+        const room = this.#roomFor(item.message.room);
+        if (item.seq! <= room.relayedSeq) break; // loaded already
+        room.lastSeq = Math.max(room.lastSeq, item.seq!);
+        const sender = item.node === node ? this.#senders.get(item.tag) : undefined;
+        this.#senders.delete(item.tag);
+        const message: StoredMessage = { ...item.message, id: item.id, seq: item.seq! };
+        this.#remember(room, message);
+        const encodings = this.#deliver(room, messageFrame(message), sender);
+        // A sender that moved on before its message came round still gets its confirmation.
+        if (
+          sender && sender.room !== room && sender.codec.echoesOwnMessages &&
+          this.#names.get(nameKey(sender.name)) === sender
+        ) {
+          if (!sender.deliver(encodings.for(sender.codec))) this.#options.onOverflow(sender);
+        }
+        break;
+      }
+      case "event": {
+        const room = this.#roomFor(item.room);
+        const frame = {
+          type: "event",
+          id: item.id,
+          ts: Date.now(),
+          room: room.name,
+          ...item.event,
+        } as EventFrame;
+        if (item.node !== node) {
+          this.#follow(room, item.node, frame);
+          this.#moderateFromBus(frame);
+        }
+        if (item.announce) this.#deliver(room, frame);
+        break;
+      }
+      case "dm": {
+        const frame: DirectFrame = {
+          type: "dm",
+          id: item.id,
+          ts: item.ts,
+          from: item.from,
+          to: item.to,
+          text: item.text,
+        };
+        // Only to members past their welcome: a name still being claimed has no room yet.
+        const joined = (member: Member | undefined) => {
+          if (!member?.room) return undefined;
+          const directs = member.directs;
+          if (directs?.floor !== undefined && item.id <= directs.floor) return undefined; // replayed
+          if (directs && directs.firstLive === undefined) directs.firstLive = item.id;
+          return member;
+        };
+        const target = joined(this.#names.get(nameKey(item.to)));
+        const sender = joined(this.#names.get(nameKey(item.from)));
+        const encodings = new Encodings(frame);
+        if (target) {
+          this.#logDirect(nameKey(target.name), frame, encodings.for(jsonLines).length);
+          if (!target.deliver(encodings.for(target.codec))) this.#options.onOverflow(target);
+        }
+        if (sender && item.node === node && sender !== target) {
+          const confirmation = item.ref === undefined ? frame : { ...frame, ref: item.ref };
+          this.#logDirect(nameKey(sender.name), frame, encodings.for(jsonLines).length);
           if (
-            sender && sender.room !== room && sender.codec.echoesOwnMessages &&
-            this.#names.get(nameKey(sender.name)) === sender
+            sender.codec.echoesOwnMessages &&
+            !sender.deliver(new Encodings(confirmation).for(sender.codec))
           ) {
-            if (!sender.deliver(encodings.for(sender.codec))) this.#options.onOverflow(sender);
+            this.#options.onOverflow(sender);
           }
-          break;
         }
-        case "event": {
-          const room = this.#roomFor(item.room);
-          const frame = {
-            type: "event",
-            id: item.id,
-            ts: Date.now(),
-            room: room.name,
-            ...item.event,
-          } as EventFrame;
-          if (item.node !== cluster.node) {
-            this.#follow(room, item.node, frame);
-            this.#moderateFromBus(frame);
-          }
-          if (item.announce) this.#deliver(room, frame);
-          break;
-        }
-        case "dm": {
-          const frame: DirectFrame = {
-            type: "dm",
-            id: item.id,
-            ts: item.ts,
-            from: item.from,
-            to: item.to,
-            text: item.text,
-          };
-          // Only to members past their welcome: a name still being claimed has no room yet.
-          const joined = (member: Member | undefined) => {
-            if (!member?.room) return undefined;
-            const directs = member.directs;
-            if (directs?.floor !== undefined && item.id <= directs.floor) return undefined; // replayed
-            if (directs && directs.firstLive === undefined) directs.firstLive = item.id;
-            return member;
-          };
-          const target = joined(this.#names.get(nameKey(item.to)));
-          const sender = joined(this.#names.get(nameKey(item.from)));
-          const encodings = new Encodings(frame);
-          if (target) {
-            this.#logDirect(nameKey(target.name), frame, encodings.for(jsonLines).length);
-            if (!target.deliver(encodings.for(target.codec))) this.#options.onOverflow(target);
-          }
-          if (sender && item.node === cluster.node && sender !== target) {
-            const confirmation = item.ref === undefined ? frame : { ...frame, ref: item.ref };
-            this.#logDirect(nameKey(sender.name), frame, encodings.for(jsonLines).length);
-            if (
-              sender.codec.echoesOwnMessages &&
-              !sender.deliver(new Encodings(confirmation).for(sender.codec))
-            ) {
-              this.#options.onOverflow(sender);
-            }
-          }
-          break;
-        }
-        case "sync":
-          if (item.node !== cluster.node) this.#publishNow([this.#membersItem(cluster.node)]);
-          break;
-        case "members":
-          if (item.node === cluster.node) break;
-          this.#forgetNode(item.node);
-          for (const { name, room, op } of item.members) {
-            const into = this.#roomFor(room);
-            this.#follow(into, item.node, { event: "join", name } as EventFrame);
-            if (op) this.#follow(into, item.node, { event: "op", name } as EventFrame);
-          }
-          break;
-        case "takeover": {
-          const member = this.#names.get(item.key);
-          if (item.node === cluster.node) break;
-          this.#claims.delete(item.key); // the other node holds it now
-          if (member) this.#options.onReplaced?.(member);
-          break;
-        }
-        case "beat":
-          break;
+        break;
       }
+      case "sync":
+        if (item.node !== node) this.#publishNow([this.#membersItem(node)]);
+        break;
+      case "members":
+        if (item.node === node) break;
+        this.#forgetNode(item.node);
+        for (const { name, room, op } of item.members) {
+          const into = this.#roomFor(room);
+          this.#follow(into, item.node, { event: "join", name } as EventFrame);
+          if (op) this.#follow(into, item.node, { event: "op", name } as EventFrame);
+        }
+        break;
+      case "takeover": {
+        const member = this.#names.get(item.key);
+        if (item.node === node) break;
+        this.#claims.delete(item.key); // the other node holds it now
+        if (member) this.#options.onReplaced?.(member);
+        break;
+      }
+      case "beat":
+        break;
     }
   }
 
@@ -1372,7 +1280,7 @@ export class Hub {
         }
       }, () => {});
     }
-    this.#publishNow([{ kind: "beat", node: cluster.node }]);
+    this.#publishNow([{ kind: "beat", node: this.#journal.node }]);
   }
 
   /** The names this node holds in the cluster, to renew their leases. */
@@ -1386,13 +1294,13 @@ export class Hub {
     if (!cluster) return;
     for (const key of [...this.#claims.keys()]) this.#unclaim(key); // held names too
     await Promise.all(this.#releases);
-    await cluster.publish([{
-      kind: "members",
-      node: cluster.node,
-      members: [],
-      tag: this.#nextTag++,
-    }])
-      .catch(() => {});
+    const members: Tagged = { kind: "members", node: this.#journal.node, members: [], tag: 0 };
+    members.tag = this.#nextTag++;
+    try {
+      await this.#journal.write([members], []);
+    } catch {
+      // The others forget this node when it goes quiet.
+    }
   }
 
   /** A room, made if this node has not seen it yet. */
@@ -1400,20 +1308,9 @@ export class Hub {
     return this.#rooms.get(nameKey(name)) ?? this.#newRoom(name);
   }
 
-  /** Relays a written batch (or only its events, if it failed), then writes the next. */
-  #release(pending: Pending[], stored: boolean): void {
-    for (const item of pending) {
-      if (item.kind === "event") {
-        if (item.announce) this.#deliver(item.room, item.frame);
-      } else if (stored && item.kind === "msg") this.#relay(item.message, item.room, item.sender);
-    }
-    this.#writing = undefined;
-    if (this.#pending.length > 0 || this.#roomWrites.size > 0) this.flush();
-  }
-
   /** Makes a room again as it was stored. */
   #restore(stored: StoredRoom): Room {
-    const room = new Room(stored.name, this.#cluster?.epoch ?? stored.epoch, this.#historyLimits());
+    const room = new Room(stored.name, this.#journal.epoch ?? stored.epoch, this.#historyLimits());
     room.topic = stored.topic;
     room.pinned = stored.pinned;
     room.lastSeq = stored.lastSeq;
@@ -1423,24 +1320,21 @@ export class Hub {
     return room;
   }
 
+  /** Makes a room, empty, to be stored; it goes again if nobody enters it. */
   #newRoom(name: string): Room {
-    const room = new Room(name, this.#cluster?.epoch ?? newEpoch(), this.#historyLimits());
+    const room = new Room(name, this.#journal.epoch ?? newEpoch(), this.#historyLimits());
     this.#rooms.set(nameKey(name), room);
     this.#roomWrites.add(room);
+    if (room.disposable) room.emptySince = performance.now();
     return room;
   }
 
-  #id(): number {
-    const id = this.#nextId++;
-    this.#journal?.reserveIds(this.#nextId);
-    return id;
-  }
-
   /** Gives back the seqs of messages that could not be stored. */
-  #unaccept(batch: StoredMessage[]): void {
-    for (const message of batch) {
-      const room = this.#rooms.get(nameKey(message.room));
-      if (room && message.seq <= room.lastSeq) room.lastSeq = message.seq - 1;
+  #unaccept(items: Tagged[]): void {
+    for (const item of items) {
+      if (item.kind !== "msg") continue;
+      const room = this.#rooms.get(nameKey(item.message.room));
+      if (room && item.seq! <= room.lastSeq) room.lastSeq = item.seq! - 1;
     }
   }
 
@@ -1454,8 +1348,10 @@ export class Hub {
     }
   }
 
+  /** Writes soon, gathering what comes meanwhile into one batch; at once to a journal in memory. */
   #scheduleFlush(): void {
-    this.#flushTimer ??= setTimeout(() => this.flush(), 0);
+    if (this.#journal.immediate) this.flush();
+    else this.#flushTimer ??= setTimeout(() => this.flush(), 0);
   }
 
   #exit(member: Member, reason: string, silent: boolean): void {
@@ -1468,11 +1364,12 @@ export class Hub {
       this.#emit(room, { event: "leave", name: member.name, reason }, announce);
     }
     if (room.online > 0 || !room.disposable) return;
-    if (room.lastSeq === 0 && room.topic === "") this.#dispose(room);
+    // Nothing said in it, and nothing on its way to the journal: it goes at once.
+    if (room.lastSeq === 0 && room.topic === "" && !this.#roomWrites.has(room)) this.#dispose(room);
     else room.emptySince = performance.now(); // removed by expire() if nobody comes back
   }
 
-  /** Sends an event now, or after the batch being written so that order holds. */
+  /** Sends an event through the journal, after what was accepted before it. */
   #emit(
     room: Room,
     event: Pick<
@@ -1481,19 +1378,14 @@ export class Hub {
     >,
     announce = true,
   ): void {
-    const frame: EventFrame = {
+    const frame: Omit<EventFrame, "id"> = {
       type: "event",
-      id: this.#cluster ? 0 : this.#id(), // with a cluster, numbered on the bus
       ts: Date.now(),
       room: room.name,
       ...event,
     };
-    if (this.#pending.length > 0 || this.#writing || this.#cluster) {
-      this.#pending.push({ kind: "event", frame, room, announce });
-      this.#scheduleFlush();
-    } else {
-      this.#deliver(room, frame);
-    }
+    this.#pending.push({ kind: "event", frame, room, announce });
+    this.#scheduleFlush();
   }
 
   #historyLimits(): { retention: number; maxBytes?: number } {
@@ -1518,16 +1410,6 @@ export class Hub {
     }
   }
 
-  /** Adds an accepted (and, with a journal, stored) message to history and relays it. */
-  #relay(message: StoredMessage, room: Room, sender: Member): void {
-    this.#remember(room, message);
-    const encodings = this.#deliver(room, messageFrame(message), sender);
-    // A sender that moved on before the batch was stored still gets its confirmation.
-    if (sender.room !== undefined && sender.room !== room && sender.codec.echoesOwnMessages) {
-      if (!sender.deliver(encodings.for(sender.codec))) this.#options.onOverflow(sender);
-    }
-  }
-
   /** Delivers a frame to everyone in `room`, encoded once per codec; returns the encodings. */
   #deliver(room: Room, frame: MessageFrame | EventFrame, sender?: Member): Encodings {
     const encodings = new Encodings(frame);
@@ -1538,5 +1420,19 @@ export class Hub {
     }
     for (const member of overflowed ?? []) this.#options.onOverflow(member);
     return encodings;
+  }
+}
+
+/** The rooms an item from the journal is about, which must be held before it is applied. */
+function roomsOf(item: Numbered): string[] {
+  switch (item.kind) {
+    case "msg":
+      return [item.message.room];
+    case "event":
+      return [item.room];
+    case "members":
+      return item.members.map((m) => m.room);
+    default:
+      return [];
   }
 }

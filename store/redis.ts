@@ -21,7 +21,7 @@ import { Redis } from "ioredis";
 import type { RoomRecord, StoredMessage, StoredRoom } from "./sqlite.ts";
 import type { DirectFrame } from "../protocol.ts";
 import type { BanRecord } from "../server/moderation.ts";
-import { NotSent } from "../server/hub.ts";
+import { type Journal, NotSent, type Numbered, type SharedNames, type Tagged } from "./journal.ts";
 import { redisSettings } from "./redis_url.ts";
 
 /** Where a node's Redis is and how to reach it. */
@@ -36,43 +36,6 @@ export interface RedisOptions {
   ca?: string;
   log: (line: string) => void;
 }
-
-/** An item on the bus, as a node publishes it; Redis adds `id` (and `seq` to a message). */
-export type BusItem =
-  | {
-    kind: "msg";
-    node: string;
-    /** The sending node's own number for it, to find its sender when it comes back. */
-    tag: number;
-    message: Omit<StoredMessage, "id" | "seq">;
-  }
-  | {
-    kind: "event";
-    node: string;
-    room: string;
-    /** The event's fields besides type, id, ts and room. */
-    event: Record<string, unknown>;
-    /** Whether members are shown it (join and leave notices stop in big rooms). */
-    announce: boolean;
-  }
-  | {
-    kind: "dm";
-    node: string;
-    ts: number;
-    from: string;
-    to: string;
-    text: string;
-    ref?: number;
-    /** The name keys of its sender and target, whose logs keep it. */
-    keys?: string[];
-  }
-  | { kind: "members"; node: string; members: { name: string; room: string; op?: boolean }[] }
-  | { kind: "sync"; node: string }
-  | { kind: "beat"; node: string }
-  | { kind: "takeover"; node: string; key: string };
-
-/** A bus item as read back: numbered. */
-export type Numbered = BusItem & { id: number; seq?: number };
 
 const PREFIX = "chat:";
 const BUS_MAX = 100_000;
@@ -155,11 +118,16 @@ type Scripted = Redis & {
  * store.follow((items) => console.log(items));
  * ```
  */
-export class RedisStore {
+export class RedisStore implements Journal, SharedNames {
   /** This node's name on the bus. */
   readonly node = crypto.randomUUID().slice(0, 8);
   /** Names the seqs of this Redis dataset: a wiped Redis starts a new one. */
   readonly epoch: string;
+  /** Redis numbers what the nodes write, in one order. */
+  readonly numbers = true;
+  readonly immediate = false;
+  /** Names are held across the nodes. */
+  readonly shared: SharedNames = this;
   readonly #redis: Scripted;
   readonly #reader: Redis;
   readonly #options: RedisOptions;
@@ -284,11 +252,24 @@ export class RedisStore {
   }
 
   /**
-   * Appends this node's items to the bus, numbered, in the order of their
-   * tags; an item whose tag Redis has taken already is skipped, so trying a
-   * batch again is safe. Rejects when Redis cannot take them.
+   * Appends this node's items to the bus and stores the room records. An
+   * item whose tag Redis has taken already is skipped, so trying a batch
+   * again is safe. Every node, this one too, relays the items when it reads
+   * them from the bus.
    */
-  async publish(items: (BusItem & { tag: number })[]): Promise<number[]> {
+  async write(items: Tagged[], rooms: RoomRecord[]): Promise<void> {
+    await Promise.all([
+      items.length > 0 ? this.publish(items) : undefined,
+      ...rooms.map((record) => this.saveRoom(record)),
+    ]);
+  }
+
+  /**
+   * Appends this node's items to the bus, numbered, in the order of their
+   * tags; returns their ids (0 for one skipped). Rejects when Redis cannot
+   * take them.
+   */
+  async publish(items: Tagged[]): Promise<number[]> {
     if (!this.available) throw new NotSent("Redis is not reachable");
     const args: string[] = [String(this.#options.retention), this.node];
     for (const item of items) {
@@ -400,7 +381,7 @@ export class RedisStore {
    * Reads the bus from where this node stands, for good, handing over what
    * comes in order; after a lost connection it reads on from the same place.
    */
-  follow(apply: (items: Numbered[]) => void): void {
+  follow(relay: (items: Numbered[]) => void): void {
     if (this.#following) return;
     this.#following = true;
     (async () => {
@@ -418,7 +399,7 @@ export class RedisStore {
           const entries = answer?.[0]?.[1] ?? [];
           if (entries.length === 0) continue;
           this.#lastId = entries[entries.length - 1][0];
-          apply(entries.map(([, fields]) => JSON.parse(fields[1]) as Numbered));
+          relay(entries.map(([, fields]) => JSON.parse(fields[1]) as Numbered));
         } catch {
           if (this.#closed) return;
           await new Promise((resolve) => setTimeout(resolve, 250));

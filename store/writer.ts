@@ -12,6 +12,7 @@
 import { ID_BLOCK, type LoadedState, type RoomRecord, type StoredRoom } from "./sqlite.ts";
 import { SqliteStore, type StoredMessage } from "./sqlite.ts";
 import type { BanRecord } from "../server/moderation.ts";
+import { type Journal, NotSent, type Numbered, type Tagged } from "./journal.ts";
 
 /** A request to the worker. */
 export type WorkerRequest =
@@ -42,7 +43,11 @@ type Request = WorkerRequest extends infer R ? R extends unknown ? Omit<R, "n"> 
  * await writer.close();
  * ```
  */
-export class StoreWriter {
+export class StoreWriter implements Journal {
+  readonly node = "local";
+  readonly numbers = false;
+  readonly immediate = false;
+  #relay: (items: Numbered[]) => void = () => {};
   readonly #worker: Worker;
   readonly #waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   #next = 0;
@@ -94,17 +99,40 @@ export class StoreWriter {
     return { writer: new StoreWriter(path, options.retention, loaded.reservedUntil), loaded };
   }
 
-  /** Stores messages and room records in one transaction; rejects if it failed. */
-  write(messages: StoredMessage[], rooms: RoomRecord[]): Promise<void> {
-    return this.#request({ kind: "write", messages, rooms });
+  /**
+   * Stores the messages among `items` and the room records in one
+   * transaction, then hands the items back to relay. When that fails, only
+   * the notices are relayed, and it rejects with {@linkcode NotSent}.
+   */
+  write(items: Tagged[], rooms: RoomRecord[]): Promise<void> | void {
+    const messages: StoredMessage[] = [];
+    let lastId = 0;
+    for (const item of items) {
+      lastId = Math.max(lastId, item.id!);
+      if (item.kind === "msg") messages.push({ ...item.message, id: item.id!, seq: item.seq! });
+    }
+    this.#reserveIds(lastId + 1);
+    // Notices and private messages are not kept: with nothing else, they go at once.
+    if (messages.length === 0 && rooms.length === 0) return this.#relay(items as Numbered[]);
+    return this.#request({ kind: "write", messages, rooms }).then(
+      () => this.#relay(items as Numbered[]),
+      (error) => {
+        this.#relay(items.filter((item) => item.kind === "event") as Numbered[]);
+        throw new NotSent(error instanceof Error ? error.message : String(error));
+      },
+    );
+  }
+
+  follow(relay: (items: Numbered[]) => void): void {
+    this.#relay = relay;
   }
 
   /**
-   * Tells the writer the next id to be handed out; it reserves a new block
-   * on disk well before the current one runs out, so ids keep increasing
-   * across restarts without a write per id.
+   * Hears of the next id to be handed out; it reserves a new block on disk
+   * well before the current one runs out, so ids keep increasing across
+   * restarts without a write per id.
    */
-  reserveIds(nextId: number): void {
+  #reserveIds(nextId: number): void {
     if (nextId + ID_BLOCK / 2 < this.#reservedUntil) return;
     this.#reservedUntil = nextId + ID_BLOCK;
     this.#request({ kind: "reserve", until: this.#reservedUntil }).catch(() => {
@@ -122,13 +150,16 @@ export class StoreWriter {
     this.#request({ kind: "unban", key }).catch(() => {});
   }
 
+  /** The message of the day is not kept across restarts. */
+  saveMotd(): void {}
+
   /**
    * A room the server let go of when it stood empty, as stored, or
    * undefined if the database has none. Reads on this thread: a reader
    * never waits for the writer in WAL mode, and rooms are made rarely (it
    * is rate-limited); a lock held longer than 100 ms throws.
    */
-  recall(name: string): StoredRoom | undefined {
+  loadRoom(name: string): StoredRoom | undefined {
     this.#reader ??= SqliteStore.openReader(this.#path, { busyTimeoutMs: 100 });
     return this.#reader.loadRoom(name, this.#retention);
   }

@@ -370,6 +370,34 @@ Deno.test("a room a node let go of is loaded again from Redis, with its history"
   });
 });
 
+Deno.test("--max-rooms bounds a node's rooms, those of other nodes included", async () => {
+  await withCluster(async (redis, clients, nodes) => {
+    const a = await startNode(redis, "--max-rooms", "3");
+    const b = await startNode(redis, "--max-rooms", "3");
+    nodes.push(a, b);
+    // Two rooms in use on A, besides the lobby: B holds three too, so it makes no fourth.
+    const ada = await TestClient.join(a.server, "ada", { room: "r1" });
+    const amy = await TestClient.join(a.server, "amy", { room: "r2" });
+    clients.push(ada, amy);
+    const bob = await TestClient.join(b.server, "bob");
+    clients.push(bob);
+    // B learns of A's rooms from the bus.
+    for (let ref = 10;; ref++) {
+      await bob.send({ type: "rooms", ref });
+      const answer = await bob.frames.waitFor((f) => f.type === "rooms" && f.ref === ref, "rooms");
+      if (answer.type === "rooms" && answer.rooms.length === 3) break;
+    }
+    await bob.send({ type: "join", room: "r3", ref: 2 });
+    await bob.waitForError("too_many_rooms");
+    // A room that is there already may be joined.
+    await bob.send({ type: "join", room: "r2" });
+    await bob.frames.waitFor((f) => f.type === "room" && f.room === "r2", "in r2");
+    // On A, too, a client cannot make rooms past the limit, though they load asynchronously.
+    await ada.send({ type: "join", room: "r4", ref: 3 });
+    await ada.waitForError("too_many_rooms");
+  });
+});
+
 Deno.test("operators act across nodes: kick, ban, mute, the message of the day, the @ mark", async () => {
   await withCluster(async (redis, clients, nodes) => {
     const a = await startNode(redis);
