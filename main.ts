@@ -8,9 +8,6 @@
 
 import config from "./deno.json" with { type: "json" };
 import { ExitCode, Failure, UsageError } from "./common/cli.ts";
-import { runJoin } from "./client.ts";
-import { runServe } from "./server.ts";
-import { runLog } from "./transcript.ts";
 
 const HELP = `chat ${config.version}: a chat server and client for computer labs
 
@@ -27,13 +24,14 @@ Plain-text clients can join too: nc HOST 5050, or telnet HOST 5050.`;
 /** Runs the command line; resolves to the exit code. */
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
+  // Each command loads only what it uses: a server starts without the terminal client's modules.
   switch (command) {
     case "serve":
-      return await runServe(rest);
+      return await (await import("./server.ts")).runServe(rest);
     case "join":
-      return await runJoin(rest);
+      return await (await import("./client.ts")).runJoin(rest);
     case "log":
-      return await runLog(rest);
+      return await (await import("./transcript.ts")).runLog(rest);
     case "help":
     case "--help":
     case "-h":

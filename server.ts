@@ -40,9 +40,7 @@ import { Gate } from "./server/auth.ts";
 import { AddressLimits } from "./server/address_limits.ts";
 import { OutboundBudget } from "./server/outbound_budget.ts";
 import { addressKey } from "./server/address_key.ts";
-import { TlsServerConn } from "./server/tls_conn.ts";
 import { type Assets, handleHttp, machineNames, readAssets } from "./server/web.ts";
-import tls from "node:tls";
 import { within } from "./common/timeout.ts";
 
 /** Everything `chat serve` can be told; every field has a default. */
@@ -96,7 +94,10 @@ export interface ServeOptions {
   reusePort?: boolean;
   /** How long a node's claim on a name lasts unrenewed, with `redis`. Default 15 s. */
   nameLeaseMs?: number;
-  /** PEM certificate chain and private key: the port then speaks TLS only. */
+  /**
+   * PEM certificate chain and private key: the port then speaks TLS only
+   * (after `await loadTls()`).
+   */
   tls?: { cert: string; key: string };
   /** A password every client must give; none lets anyone in. */
   password?: string;
@@ -175,6 +176,28 @@ export interface ChatServer {
   readonly connections: number;
   /** Shuts down gracefully; resolves when every socket is closed. */
   shutdown(): Promise<void>;
+}
+
+/** TLS, loaded only by a server that uses it: `node:tls` costs every start some 30 ms. */
+let tlsModule: typeof import("./server/tls_conn.ts") | undefined;
+
+/**
+ * Loads what {@linkcode serve} needs for its `tls` option; call it first.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadTls, serve } from "./server.ts";
+ * await loadTls();
+ * const server = serve({ port: 0, tls: { cert: "…", key: "…" } });
+ * ```
+ */
+export async function loadTls(): Promise<void> {
+  tlsModule ??= await import("./server/tls_conn.ts");
+}
+
+function tlsSupport(): typeof import("./server/tls_conn.ts") {
+  if (!tlsModule) throw new Error("serve() with tls needs `await loadTls()` first");
+  return tlsModule;
 }
 
 /**
@@ -289,7 +312,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
   };
   const perAddress = new Map<string, number>();
   // Checked here, so that a bad certificate or key is reported before anyone connects.
-  const tlsContext = config.tls ? tls.createSecureContext(config.tls) : undefined;
+  const overTls = config.tls ? tlsSupport().tlsWrapper(config.tls) : undefined;
   const liveness = setInterval(() => {
     const now = context.clock.now = performance.now();
     let stalled = 0;
@@ -316,7 +339,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
     } catch {
       // The peer may already be gone; the read will tell.
     }
-    return tlsContext ? new TlsServerConn(tcp, tlsContext) : tcp;
+    return overTls ? overTls(tcp) : tcp;
   }
 
   function accept(tcp: Deno.TcpConn): void {
@@ -736,6 +759,7 @@ export async function runServe(args: string[]): Promise<number> {
     options.redis = await connectRedis(options.redisUrl, options, ca);
   }
   let server: ChatServer;
+  if (options.tls) await loadTls();
   try {
     server = serve(options);
   } catch (error) {

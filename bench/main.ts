@@ -1,13 +1,15 @@
 /**
  * Benchmark runner: `deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat]
- * [--out bench/results] [--scenarios a,b] [--workers N] [--chat-flags "..."]`.
+ * [--rounds N] [--out bench/results] [--scenarios a,b] [--workers N] [--chat-flags "..."]`.
  *
- * For each server in turn it runs every scenario (scenarios.ts) against a
+ * In each round, for each server in turn (the order alternating between
+ * rounds; see rounds.ts), it runs every scenario (scenarios.ts) against a
  * freshly started instance on a free loopback port, with the clients spread
  * over a pool of Web Workers (gen.ts / worker.ts), or driven by the C
  * generator (loadgen.ts) in the fan-out scenarios. Then it prints machine
- * info, a Markdown table (figures side by side, ratios to the naive
- * reference) and the saturation ramp on stdout, and writes JSON results and
+ * info, a Markdown table (each figure's median over the rounds and its
+ * range, ratios to the epoll and naive references within each round) and
+ * the saturation ramp on stdout, and writes JSON results and
  * an SVG latency chart. Progress goes to stderr. Every child process is
  * killed on the way out, on error, on SIGINT/SIGTERM, and by a watchdog that
  * bounds the whole run.
@@ -16,6 +18,7 @@ import { Generator } from "./gen.ts";
 import { markdown, rampTable, svgChart } from "./report.ts";
 import { killAll, SERVERS, setChatFlags } from "./servers.ts";
 import { Context, FULL, QUICK, runAll, SCENARIOS, type ServerResult } from "./scenarios.ts";
+import { roundOrder, summarize } from "./rounds.ts";
 import { type ClusterRow, runCluster } from "./cluster.ts";
 
 interface Args {
@@ -25,16 +28,19 @@ interface Args {
   scenarios: string[];
   workers: number;
   chatFlags: string[] | null;
+  rounds: number;
 }
 
 function usage(msg: string): never {
   console.error(
     `${
       msg ? msg + "\n" : ""
-    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat] [--out bench/results]
-                                 [--scenarios ${[...SCENARIOS, "cluster"].join(",")}] [--workers N]
-                                 [--chat-flags "deno run flags for chat"]
---servers defaults to all five, or to chat,naive with --quick.`,
+    }usage: deno run -A bench/main.ts [--quick] [--servers chat,naive,floor,epoll,ncat] [--rounds N]
+                                 [--out bench/results] [--scenarios ${
+      [...SCENARIOS, "cluster"].join(",")
+    }]
+                                 [--workers N] [--chat-flags "deno run flags for chat"]
+--servers defaults to all five, or to chat,naive with --quick; --rounds to 3, or 1 with --quick.`,
   );
   Deno.exit(msg ? 2 : 0);
 }
@@ -47,6 +53,7 @@ function parseArgs(argv: string[]): Args {
     scenarios: [...SCENARIOS, "cluster"],
     workers: 2,
     chatFlags: null,
+    rounds: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2);
@@ -56,6 +63,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--out") a.out = val();
     else if (flag === "--scenarios") a.scenarios = val().split(",").filter(Boolean);
     else if (flag === "--workers") a.workers = Number(val());
+    else if (flag === "--rounds") a.rounds = Number(val());
     else if (flag === "--chat-flags") a.chatFlags = val().split(/\s+/).filter(Boolean);
     else if (flag === "--help" || flag === "-h") usage("");
     else usage(`unknown argument ${argv[i]}`);
@@ -69,6 +77,10 @@ function parseArgs(argv: string[]): Args {
     if (!SCENARIOS.includes(s) && s !== "cluster") usage(`unknown scenario ${s}`);
   }
   if (!(a.workers >= 1 && a.workers <= 16)) usage("--workers must be 1..16");
+  if (a.rounds === 0) a.rounds = a.quick ? 1 : 3;
+  if (!(Number.isInteger(a.rounds) && a.rounds >= 1 && a.rounds <= 9)) {
+    usage("--rounds must be 1..9");
+  }
   return a;
 }
 
@@ -116,12 +128,13 @@ async function main(): Promise<number> {
   console.log(header);
 
   const gen = new Generator(args.workers);
-  const results: Record<string, ServerResult> = {};
+  const rounds: Record<string, ServerResult>[] = [];
   const skipped: Record<string, string> = {};
   const notes: string[] = [];
   let cluster: ClusterRow[] | undefined;
   let clusterTable = "";
   try {
+    const servers: string[] = [];
     for (const name of args.servers) {
       const spec = SERVERS[name];
       progress(`[${name}] checking`);
@@ -132,15 +145,23 @@ async function main(): Promise<number> {
         continue;
       }
       if (spec.note) notes.push(`- ${spec.note}`);
-      const ctx = new Context(spec, gen, sizes, (m) => progress(`[${name}] ${m}`));
-      const t0 = performance.now();
-      results[name] = await runAll(ctx, args.scenarios.filter((s) => s !== "cluster"));
-      progress(`[${name}] done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      servers.push(name);
+    }
+    for (let round = 0; round < args.rounds; round++) {
+      const results: Record<string, ServerResult> = {};
+      for (const name of roundOrder(servers, round)) {
+        const tag = args.rounds > 1 ? `[${name} ${round + 1}/${args.rounds}]` : `[${name}]`;
+        const ctx = new Context(SERVERS[name], gen, sizes, (m) => progress(`${tag} ${m}`));
+        const t0 = performance.now();
+        results[name] = await runAll(ctx, args.scenarios.filter((s) => s !== "cluster"));
+        progress(`${tag} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      }
+      rounds.push(Object.fromEntries(servers.map((name) => [name, results[name]])));
     }
     // Several chat nodes on one Redis, against one node, in rounds of their own.
     if (args.scenarios.includes("cluster") && args.servers.includes("chat")) {
       if (await hasRedis()) {
-        const run = await runCluster(args.quick ? 1 : 3, (m) => progress(`[cluster] ${m}`));
+        const run = await runCluster(args.rounds, (m) => progress(`[cluster] ${m}`));
         cluster = run.rows;
         clusterTable = run.table;
       } else {
@@ -153,6 +174,12 @@ async function main(): Promise<number> {
   }
   if (isTTY) progress("");
 
+  const results = summarize(rounds, ["epoll", "naive"]);
+  console.log(
+    args.rounds > 1
+      ? `Each figure: the median of ${args.rounds} rounds (servers alternating), with the range.\n`
+      : "",
+  );
   console.log(markdown(results, skipped));
   const ramp = rampTable(results);
   if (ramp) console.log(`Saturation ramp (p99 per offered load step):\n\n${ramp}`);
@@ -167,8 +194,10 @@ async function main(): Promise<number> {
       quick: args.quick,
       machine,
       sizes,
+      rounds: args.rounds,
       skipped,
       results,
+      perRound: rounds,
       cluster,
     },
     null,
@@ -212,7 +241,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 }
 
 // Watchdog: the whole run is bounded whatever happens inside it.
-const limitMs = (Deno.args.includes("--quick") ? 3 : 20) * 60_000;
+const limitMs = (Deno.args.includes("--quick") ? 3 : 20) * 60_000 * parseArgs(Deno.args).rounds;
 const watchdog = setTimeout(() => {
   progress(`\nwatchdog: run exceeded ${limitMs / 60_000} min, stopping servers`);
   killAll().finally(() => Deno.exit(3));

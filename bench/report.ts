@@ -1,10 +1,12 @@
 /**
  * Turns per-server figures into the outputs: a Markdown table (one row per
- * figure, one column per server, then each server's ratio to the naive
- * reference), a table of the saturation ramp, and a hand-written SVG chart of
+ * figure, one column per server, each the median of the rounds with their
+ * range, then ratios to the C epoll and naive references, taken within each
+ * round), a table of the saturation ramp, and a hand-written SVG chart of
  * p99 latency against offered load (log-log, one polyline per server).
  */
-import type { RampStep, ServerResult } from "./scenarios.ts";
+import type { RampStep } from "./scenarios.ts";
+import type { Spread, Summary } from "./rounds.ts";
 
 interface Row {
   key: string;
@@ -23,7 +25,7 @@ const ROWS: Row[] = [
   { key: "startup_max_ms", label: "8 startup: slowest of all starts (ms)" },
   { key: "a_generator", label: "1 fanout A (100 cl, 10x10 msg/s): generator (C or workers)" },
   { key: "a_p50_ms", label: "1 fanout A: p50 (ms)" },
-  { key: "a_p99_ms", label: "1 fanout A: p99 (ms)", target: "<= 2" },
+  { key: "a_p99_ms", label: "1 fanout A: p99 (ms)", target: "<= 1.5x epoll" },
   { key: "a_max_ms", label: "1 fanout A: max (ms)" },
   { key: "a_delivered_pct", label: "1 fanout A: delivered (%)", target: "100" },
   { key: "a_dups", label: "1 fanout A: duplicates", optional: true },
@@ -36,7 +38,7 @@ const ROWS: Row[] = [
   { key: "b_generator", label: "2 fanout B (500 cl, 5x20 msg/s): generator (C or workers)" },
   { key: "b_offered_dps", label: "2 fanout B: offered deliveries/s" },
   { key: "b_p50_ms", label: "2 fanout B: p50 (ms)" },
-  { key: "b_p99_ms", label: "2 fanout B: p99 (ms)", target: "<= 5" },
+  { key: "b_p99_ms", label: "2 fanout B: p99 (ms)", target: "<= 1.5x epoll, <= naive" },
   { key: "b_max_ms", label: "2 fanout B: max (ms)" },
   { key: "b_delivered_pct", label: "2 fanout B: delivered (%)", target: "100" },
   { key: "b_dups", label: "2 fanout B: duplicates", optional: true },
@@ -50,7 +52,7 @@ const ROWS: Row[] = [
   {
     key: "sat_max_dps",
     label: "3 saturation (200 cl, 20 senders): max sustainable deliveries/s",
-    target: ">= 600k, >= 2x naive",
+    target: ">= 0.5x epoll",
   },
   { key: "sat_p99_at_max_ms", label: "3 saturation: p99 at that load (ms)" },
   { key: "sat_server_cpu_at_max", label: "3 saturation: server CPU at that load (cores)" },
@@ -60,11 +62,17 @@ const ROWS: Row[] = [
   { key: "idle_joined", label: "4 idle: connections joined" },
   {
     key: "idle_kb_per_conn",
-    label: "4 idle: server RSS per idle connection (KiB)",
+    label: "4 idle: server RSS per idle connection, settled (KiB)",
+    target: "<= 8",
+  },
+  {
+    key: "idle_kb_per_conn_peak",
+    label: "4 idle: server RSS per idle connection, at peak (KiB)",
     target: "<= 10",
   },
   { key: "idle_rss_before_mb", label: "4 idle: server RSS before (MiB)" },
-  { key: "idle_rss_after_mb", label: "4 idle: server RSS with all connected (MiB)" },
+  { key: "idle_rss_after_mb", label: "4 idle: server RSS with all connected, settled (MiB)" },
+  { key: "idle_rss_peak_mb", label: "4 idle: server RSS peak (MiB)" },
   { key: "idle_connect_s", label: "4 idle: time to connect all (s)" },
   { key: "idle_rx_mb", label: "4 idle: bytes pushed to the idle clients (MB)" },
   {
@@ -136,24 +144,32 @@ export function fmt(v: unknown): string {
   return String(v).replaceAll("|", "\\|");
 }
 
-function ratio(a: unknown, b: unknown): string {
-  if (typeof a !== "number" || typeof b !== "number" || b === 0) return "";
-  const r = a / b;
-  return `${r >= 100 ? Math.round(r) : Number(r.toPrecision(3))}x`;
+/** Ratio columns: a server against a reference, each present in the run. */
+const RATIO_COLUMNS: [string, string][] = [
+  ["chat", "epoll"],
+  ["floor", "epoll"],
+  ["naive", "epoll"],
+  ["chat", "naive"],
+];
+
+/** A figure as "median (min–max)" over the rounds; just the median when they agree. */
+function spreadCell(value: unknown, s: Spread | undefined, suffix = ""): string {
+  if (s === undefined) return fmt(value);
+  const median = `${fmt(s.median)}${suffix}`;
+  return s.n > 1 && s.min !== s.max ? `${median} (${fmt(s.min)}–${fmt(s.max)})` : median;
 }
 
 export function markdown(
-  results: Record<string, ServerResult>,
+  results: Record<string, Summary>,
   skipped: Record<string, string>,
 ): string {
   const names = Object.keys(results);
-  const others = names.filter((n) => n !== "naive");
-  const hasNaive = names.includes("naive");
+  const ratioColumns = RATIO_COLUMNS.filter(([n, ref]) => n in results && ref in results);
   const head = [
     "figure",
     "target (chat)",
     ...names,
-    ...(hasNaive ? others.map((n) => `${n} / naive`) : []),
+    ...ratioColumns.map(([n, ref]) => `${n} / ${ref}`),
   ];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const row of ROWS) {
@@ -162,11 +178,14 @@ export function markdown(
     if (row.optional && vals.every((v) => v === undefined || v === null || v === 0 || v === "no")) {
       continue;
     }
-    const cells = [row.label, row.target ?? "", ...vals.map(fmt)];
-    if (hasNaive) {
-      cells.push(
-        ...others.map((n) => ratio(results[n].figures[row.key], results.naive.figures[row.key])),
-      );
+    const cells = [
+      row.label,
+      row.target ?? "",
+      ...names.map((n) => spreadCell(results[n].figures[row.key], results[n].spread[row.key])),
+    ];
+    for (const [n, ref] of ratioColumns) {
+      const r = results[n].ratios[ref]?.[row.key];
+      cells.push(r ? spreadCell(r.median, roundRatio(r), "x") : "");
     }
     lines.push(`| ${cells.join(" | ")} |`);
   }
@@ -180,7 +199,13 @@ export function markdown(
   return lines.join("\n") + (notes.length ? "\n\n" + notes.join("\n") : "") + "\n";
 }
 
-export function rampTable(results: Record<string, ServerResult>): string {
+/** A ratio's spread to three figures. */
+function roundRatio(r: Spread): Spread {
+  const three = (v: number) => (v >= 100 ? Math.round(v) : Number(v.toPrecision(3)));
+  return { median: three(r.median), min: three(r.min), max: three(r.max), n: r.n };
+}
+
+export function rampTable(results: Record<string, { steps: RampStep[] }>): string {
   const names = Object.keys(results).filter((n) => results[n].steps.length > 0);
   if (!names.length) return "";
   const offered = [...new Set(names.flatMap((n) => results[n].steps.map((s) => s.offeredDps)))]

@@ -56,6 +56,8 @@ export interface Sizes {
   satBudgetMs: number;
   idleN: number;
   idleSettleMs: number;
+  /** How long the idle connections stay before memory is read as settled. */
+  idleRestMs: number;
   burstN: number;
   burstTimeoutMs: number;
   slowMs: number;
@@ -76,6 +78,7 @@ export const QUICK: Sizes = {
   satBudgetMs: 6000,
   idleN: 500,
   idleSettleMs: 4000,
+  idleRestMs: 1000,
   burstN: 1000,
   burstTimeoutMs: 3000,
   slowMs: 1500,
@@ -111,6 +114,7 @@ export const FULL: Sizes = {
   satBudgetMs: 100_000,
   idleN: 10_000,
   idleSettleMs: 60_000,
+  idleRestMs: 15_000,
   burstN: 1000,
   burstTimeoutMs: 10_000,
   slowMs: 5000,
@@ -572,9 +576,13 @@ async function idle(ctx: Context): Promise<Figures> {
     last = bytes;
   }
   const settleS = (performance.now() - t1) / 1000;
-  await sleep(200);
+  // Settled: what stays once the server has been left alone a while (and collected garbage).
+  await sleep(ctx.sizes.idleRestMs);
   const after = rssKiB(ctx.srv().pid);
+  const peak = rssKiB(ctx.srv().pid, "VmHWM");
   const stats = await ctx.gen.stats();
+  const perConnection = (kib: number) =>
+    joined > 0 ? Math.round((10 * (kib - before)) / joined) / 10 : null;
   return {
     idle_n: n,
     idle_joined: joined,
@@ -586,7 +594,9 @@ async function idle(ctx: Context): Promise<Figures> {
     idle_rx_mb: Math.round(stats.bytes / 1e5) / 10,
     idle_rss_before_mb: mb(before),
     idle_rss_after_mb: mb(after),
-    idle_kb_per_conn: joined > 0 ? Math.round((10 * (after - before)) / joined) / 10 : null,
+    idle_rss_peak_mb: mb(peak),
+    idle_kb_per_conn: perConnection(after),
+    idle_kb_per_conn_peak: perConnection(peak),
   };
 }
 

@@ -89,14 +89,23 @@ function denoReference(name: string, file: string, note?: string): ServerSpec {
 /** ncat --chat uses select(): it cannot go past FD_SETSIZE (1024) descriptors. */
 const NCAT_MAX_CONNS = 1000;
 
-export const SERVERS: Record<string, ServerSpec> = {
-  chat: {
-    name: "chat",
+/**
+ * `chat` as it ships, or (with `v8Flags`) with other V8 flags in place of
+ * the shipped ones, for the study of what each costs and buys.
+ */
+function chatServer(name: string, v8Flags?: string[], note?: string): ServerSpec {
+  const flags = () =>
+    v8Flags === undefined
+      ? CHAT_FLAGS
+      : [...CHAT_FLAGS.filter((flag) => !flag.startsWith("--v8-flags")), ...v8Flags];
+  return {
+    name,
+    note,
     proto: "chat",
     unavailable: async () => {
       if (!await exists(`${repoDir}main.ts`)) return "main.ts does not exist yet";
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", ...CHAT_FLAGS, "main.ts", "serve", "--help"],
+        args: ["run", ...flags(), "main.ts", "serve", "--help"],
         cwd: repoDir,
         stdout: "piped",
         stderr: "piped",
@@ -112,7 +121,7 @@ export const SERVERS: Record<string, ServerSpec> = {
       cmd: Deno.execPath(),
       args: [
         "run",
-        ...CHAT_FLAGS,
+        ...flags(),
         "main.ts",
         "serve",
         "--host",
@@ -139,7 +148,22 @@ export const SERVERS: Record<string, ServerSpec> = {
       ],
       cwd: repoDir,
     }),
-  },
+  };
+}
+
+export const SERVERS: Record<string, ServerSpec> = {
+  chat: chatServer("chat"),
+  "chat-v8-none": chatServer("chat-v8-none", [], "chat-v8-none: chat without any V8 flag"),
+  "chat-v8-semi": chatServer(
+    "chat-v8-semi",
+    ["--v8-flags=--max-semi-space-size=1"],
+    "chat-v8-semi: chat with --max-semi-space-size=1 (a young generation of 1 MiB a half)",
+  ),
+  "chat-v8-stgc": chatServer(
+    "chat-v8-stgc",
+    ["--v8-flags=--optimize-for-size,--single-threaded-gc"],
+    "chat-v8-stgc: chat with --optimize-for-size and --single-threaded-gc",
+  ),
   naive: denoReference("naive", "naive_server.ts"),
   floor: denoReference(
     "floor",
@@ -283,9 +307,10 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
 }
 
 /** VmRSS of a process in KiB (0 if gone). */
-export function rssKiB(pid: number): number {
+export function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
   try {
-    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmRSS:\s+(\d+)\s+kB/m);
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const m = status.match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m"));
     return m ? Number(m[1]) : 0;
   } catch {
     return 0;

@@ -122,3 +122,21 @@ export class TlsServerConn {
     wake?.();
   }
 }
+
+/**
+ * Checks a PEM certificate and key (throwing if they cannot be used) and
+ * returns what puts TLS over each accepted TCP connection.
+ *
+ * @example
+ * ```ts ignore
+ * import { tlsWrapper } from "./tls_conn.ts";
+ * const overTls = tlsWrapper({ cert: "…", key: "…" });
+ * for await (const tcp of Deno.listen({ port: 5050 })) overTls(tcp);
+ * ```
+ */
+export function tlsWrapper(settings: { cert: string; key: string }): (
+  tcp: Deno.TcpConn,
+) => TlsServerConn {
+  const context = tls.createSecureContext(settings);
+  return (tcp) => new TlsServerConn(tcp, context);
+}

@@ -8,6 +8,7 @@ import net from "node:net";
 import { deadline, PlainClient, TestClient, withServer } from "./helpers.ts";
 import { makeCertificate } from "./certificate.ts";
 import { Chat, startServe, startServeWith, stop } from "./subprocess.ts";
+import { loadTls } from "../server.ts";
 
 Deno.test("password: chat join with --password-env gets in; a wrong one exits 7 and says so", async () => {
   const env = { CHAT_PASSWORD: "lab9-secret", WRONG: "guess" };
@@ -151,6 +152,7 @@ Deno.test("TLS: handshakes that never finish are closed, and TLS clients keep ch
       cert: await Deno.readTextFile(files.cert),
       key: await Deno.readTextFile(files.key),
     };
+    await loadTls();
     await withServer(
       { tls, handshakeTimeoutMs: 1000, livenessCheckMs: 100 },
       async (server, clients) => {

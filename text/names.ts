@@ -35,10 +35,12 @@ import confusablesData from "unhomoglyph/data.json" with { type: "json" };
 
 // ---------------------------------------------------------------- keys
 
-/** Each confusable code point and its prototype, from confusables.txt. */
-const PROTOTYPES: ReadonlyMap<string, string> = new Map(
-  Object.entries(confusablesData as Record<string, string>),
-);
+/**
+ * Each confusable code point and its prototype, from confusables.txt. Looked
+ * up in the JSON object itself: building a Map of it would cost every start
+ * of the server some 15 ms.
+ */
+const PROTOTYPES = confusablesData as Record<string, string>;
 
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu;
 
@@ -61,7 +63,7 @@ const IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu;
 export function skeleton(text: string): string {
   let out = "";
   for (const char of text.normalize("NFD").replace(IGNORABLE, "")) {
-    out += PROTOTYPES.get(char) ?? char;
+    out += Object.hasOwn(PROTOTYPES, char) ? PROTOTYPES[char] : char;
   }
   return out.normalize("NFD");
 }
