@@ -390,6 +390,9 @@ export function encodeFrame(frame: ClientFrame | ServerFrame): Uint8Array {
 /** What {@linkcode LineDecoder.push} hands out for each line. */
 export type Line = Uint8Array | FrameError;
 
+/** No bytes, shared: a decoder holds this while no line is pending, not an array of its own. */
+const NOTHING = new Uint8Array(0);
+
 /**
  * Splits a byte stream into lines, holding at most `maxLineBytes` of a
  * partial line. A longer line is skipped as it arrives, so memory stays
@@ -406,11 +409,11 @@ export type Line = Uint8Array | FrameError;
  */
 export class LineDecoder {
   readonly #max: number;
-  #pending = new Uint8Array(0);
+  #pending = NOTHING;
   #pendingLength = 0;
   #skipping = false;
   /** The last bytes of a line being skipped: where its `ref` is, if it has one. */
-  #tail = new Uint8Array(0);
+  #tail = NOTHING;
 
   constructor(options: { maxLineBytes?: number } = {}) {
     this.#max = options.maxLineBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -440,11 +443,11 @@ export class LineDecoder {
       } else if (this.#pendingLength + (end - start) > this.#max + 1) {
         // +1 leaves room for a '\r' that will be trimmed. The line is skipped from here on,
         // and reported when it ends, with its ref if its last bytes hold one.
-        this.#tail = new Uint8Array(0);
+        this.#tail = NOTHING;
         this.#keepTail(this.#pending.subarray(0, this.#pendingLength));
         this.#keepTail(chunk.subarray(start, end));
         this.#pendingLength = 0;
-        if (this.#pending.length > 4096) this.#pending = new Uint8Array(0);
+        if (this.#pending.length > 4096) this.#pending = NOTHING;
         this.#skipping = nl === -1;
         if (nl !== -1) lines.push(tooLarge(this.#max, this.#tail));
       } else if (nl === -1) {
@@ -479,7 +482,7 @@ export class LineDecoder {
       line.set(tail, this.#pendingLength);
       this.#pendingLength = 0;
       // Give back the memory of a long line once it is done.
-      if (this.#pending.length > 4096) this.#pending = new Uint8Array(0);
+      if (this.#pending.length > 4096) this.#pending = NOTHING;
     }
     if (line.length > 0 && line[line.length - 1] === 13) {
       line = line.subarray(0, line.length - 1);

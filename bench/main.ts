@@ -241,7 +241,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 }
 
 // Watchdog: the whole run is bounded whatever happens inside it.
-const limitMs = (Deno.args.includes("--quick") ? 3 : 20) * 60_000 * parseArgs(Deno.args).rounds;
+const limitMs = (Deno.args.includes("--quick") ? 3 : 25) * 60_000 * parseArgs(Deno.args).rounds;
 const watchdog = setTimeout(() => {
   progress(`\nwatchdog: run exceeded ${limitMs / 60_000} min, stopping servers`);
   killAll().finally(() => Deno.exit(3));

@@ -132,7 +132,6 @@ export class Session implements Member {
   room: Room | undefined;
   /** Proves, in a later hello, that a new connection is this same user. */
   readonly token = crypto.randomUUID();
-  readonly remote: string;
   /** The peer's address as per-address limits and bans count it (see `addressKey`). */
   readonly address: string;
   /** A plain-text client still to type the server's password. */
@@ -144,10 +143,10 @@ export class Session implements Member {
   readonly #bucket: TokenBucket;
   /** Bytes of messages, by the length of their lines. */
   readonly #byteBucket: TokenBucket | undefined;
-  /** Renames, room changes and topics. */
-  readonly #actions = new TokenBucket(ACTION_LIMIT);
-  /** Rooms this client creates. */
-  readonly #roomCreations = new TokenBucket(ROOM_CREATION_LIMIT);
+  /** Renames, room changes and topics; made at the first (it starts full), as most make none. */
+  #actions: TokenBucket | undefined;
+  /** Rooms this client creates; made at the first. */
+  #roomCreations: TokenBucket | undefined;
   /** The length in bytes of the line being handled. */
   #lineBytes = 0;
   /** The room whose earlier messages are still being sent, if any. */
@@ -172,7 +171,6 @@ export class Session implements Member {
     this.#conn = conn;
     this.#ctx = ctx;
     if (!plainText) this.#mode = "protocol";
-    this.remote = formatAddress(conn.remoteAddr.hostname, conn.remoteAddr.port);
     this.address = addressKey(conn.remoteAddr.hostname);
     this.#queue = new OutboundQueue(conn, {
       limit: ctx.maxQueueBytes,
@@ -233,50 +231,43 @@ export class Session implements Member {
     return this.#queue.stalledFor(now) >= ms ? this.#queue.counted : 0;
   }
 
+  /** The peer's address and port, for the log; made when asked, not kept by every connection. */
+  get remote(): string {
+    return formatAddress(this.#conn.remoteAddr.hostname, this.#conn.remoteAddr.port);
+  }
+
   /** Whether {@linkcode Session.close} has begun. */
   get closed(): boolean {
     return this.#closing !== undefined;
   }
 
   /** Reads and handles the connection until it ends, then closes. */
-  async run(): Promise<void> {
-    if (this.#conn.handshake) {
-      // TLS: the wait for a first line starts once the handshake is done.
-      try {
-        await this.#conn.handshake();
-      } catch (error) {
-        return this.close(`TLS handshake failed: ${describe(error)}`);
-      }
-    }
-    if (this.#mode === "undecided") {
-      this.#plainTimer = setTimeout(() => {
-        this.#plainTimer = undefined; // an idle connection should not keep a spent timer
-        // Only silence makes a plain-text client: a started line is waited for (up to the
-        // handshake timeout), so that a slow hello is not taken for text.
-        const silent = this.#decoder.pendingBytes === 0;
-        if (this.#mode === "undecided" && !this.closed && silent) this.#startPlain();
-      }, this.#ctx.plainTextAfterMs);
-    }
+  run(): Promise<void> {
+    const conn = this.#conn;
+    if (!conn.handshake) return this.#read();
+    // TLS: the wait for a first line starts once the handshake is done.
+    return conn.handshake().then(
+      () => this.#read(),
+      (error) => this.close(`TLS handshake failed: ${describe(error)}`),
+    );
+  }
+
+  /**
+   * Reads until the connection ends, then closes. Kept small on purpose:
+   * every idle connection waits in here, holding its frame.
+   */
+  async #read(): Promise<void> {
+    if (this.#mode === "undecided") this.#armPlainTimer();
     let reason = "connection closed";
+    let buffer: Uint8Array = new Uint8Array(MIN_READ_BYTES);
     try {
-      for await (const chunk of readChunks(this.#conn)) {
-        this.#heardAt = this.#ctx.clock.now;
-        this.#pinged = false;
-        for (const line of this.#decoder.push(chunk)) {
-          if (this.#step) await this.#step;
-          if (this.closed) return;
-          this.#handleLine(line);
-          if (this.closed) return;
-          // More is waiting for the readers than they take: stop here, mid-chunk if need be,
-          // so that TCP slows this sender down rather than every reader's queue filling.
-          const budget = this.#ctx.budget;
-          if (budget.behind(this.#queue.counted)) {
-            do await budget.relief(); while (budget.behind(this.#queue.counted, true));
-            this.#heardAt = this.#ctx.clock.now; // what it sent meanwhile was ours to leave unread
-          }
-        }
-        const slowDatabase = this.#ctx.hub.backpressure;
-        if (slowDatabase) await slowDatabase;
+      for (;;) {
+        const n = await this.#conn.read(buffer);
+        if (n === null) break;
+        const waiting = this.#consume(buffer.subarray(0, n));
+        if (waiting) await waiting;
+        if (this.closed) return;
+        buffer = nextReadBuffer(buffer, n); // once the lines, views into it, are handled
       }
     } catch (error) {
       if (!this.closed) reason = `connection lost: ${describe(error)}`;
@@ -284,6 +275,49 @@ export class Session implements Member {
       clearTimeout(this.#plainTimer);
       await this.close(reason);
     }
+  }
+
+  #armPlainTimer(): void {
+    this.#plainTimer = setTimeout(() => {
+      this.#plainTimer = undefined; // an idle connection should not keep a spent timer
+      // Only silence makes a plain-text client: a started line is waited for (up to the
+      // handshake timeout), so that a slow hello is not taken for text.
+      const silent = this.#decoder.pendingBytes === 0;
+      if (this.#mode === "undecided" && !this.closed && silent) this.#startPlain();
+    }, this.#ctx.plainTextAfterMs);
+  }
+
+  /**
+   * Handles what a read brought, line by line. A promise when it must wait
+   * before going on (a step under way, readers behind, a slow database):
+   * the next read waits for it too, so TCP slows the sender.
+   */
+  #consume(chunk: Uint8Array): Promise<void> | undefined {
+    this.#heardAt = this.#ctx.clock.now;
+    this.#pinged = false;
+    return this.#handleFrom(this.#decoder.push(chunk), 0);
+  }
+
+  #handleFrom(lines: Line[], from: number): Promise<void> | undefined {
+    for (let i = from; i < lines.length; i++) {
+      if (this.#step) return this.#step.then(() => this.#handleFrom(lines, i));
+      if (this.closed) return undefined;
+      this.#handleLine(lines[i]);
+      if (this.closed) return undefined;
+      // More is waiting for the readers than they take: stop here, mid-chunk if need be,
+      // so that TCP slows this sender down rather than every reader's queue filling.
+      if (this.#ctx.budget.behind(this.#queue.counted)) {
+        return this.#relief().then(() => this.#handleFrom(lines, i + 1));
+      }
+    }
+    return this.#ctx.hub.backpressure;
+  }
+
+  /** Waits until the readers have caught up with most of what is queued for them. */
+  async #relief(): Promise<void> {
+    const budget = this.#ctx.budget;
+    do await budget.relief(); while (budget.behind(this.#queue.counted, true));
+    this.#heardAt = this.#ctx.clock.now; // what it sent meanwhile was ours to leave unread
   }
 
   /** Queues bytes for the peer; false when its queue is full. */
@@ -812,7 +846,7 @@ export class Session implements Member {
 
   /** Checks a rename, room change or topic is within this client's pace; says why not. */
   #actionAllowed(what: string, ref?: number): boolean {
-    const waitMs = this.#actions.take(performance.now());
+    const waitMs = (this.#actions ??= new TokenBucket(ACTION_LIMIT)).take(performance.now());
     if (waitMs === 0) return true;
     this.#error(
       "rate_limited",
@@ -832,7 +866,7 @@ export class Session implements Member {
     if (this.#ctx.hub.hasRoom(roomName)) return true;
     const now = performance.now();
     // The address's allowance is spent only on rooms this client may make.
-    const waitMs = this.#roomCreations.take(now) ||
+    const waitMs = (this.#roomCreations ??= new TokenBucket(ROOM_CREATION_LIMIT)).take(now) ||
       this.#ctx.addressLimits.createRoom(this.address, now);
     if (waitMs === 0) return true;
     this.#error(
@@ -1099,19 +1133,16 @@ function startsWithBom(line: Uint8Array): boolean {
   return line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf;
 }
 
-/** Reads a connection as chunks; each chunk is valid until the next one. */
-async function* readChunks(conn: Connection): AsyncGenerator<Uint8Array> {
-  let buffer = new Uint8Array(MIN_READ_BYTES);
-  for (;;) {
-    const n = await conn.read(buffer);
-    if (n === null) return;
-    yield buffer.subarray(0, n);
-    if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
-      buffer = new Uint8Array(buffer.length * 2);
-    } else if (n < buffer.length / 8 && buffer.length > MIN_READ_BYTES) {
-      buffer = new Uint8Array(buffer.length / 2);
-    }
+/**
+ * The buffer for the next read, after one that read `n` bytes: reads start
+ * small, since a waiting read holds its buffer, and grow while they fill up.
+ */
+function nextReadBuffer(buffer: Uint8Array, n: number): Uint8Array {
+  if (n === buffer.length && buffer.length < MAX_READ_BYTES) return new Uint8Array(n * 2);
+  if (n < buffer.length / 8 && buffer.length > MIN_READ_BYTES) {
+    return new Uint8Array(buffer.length / 2);
   }
+  return buffer;
 }
 
 function describe(error: unknown): string {
