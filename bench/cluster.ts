@@ -63,7 +63,7 @@ function startNode(port: number, extra: string[]): Deno.ChildProcess {
     "run",
     "-A",
     "--unstable-net",
-    "--v8-flags=--optimize-for-size",
+    "--v8-flags=--max-semi-space-size=1",
     new URL("../main.ts", import.meta.url).pathname,
     "serve",
     "--host",

@@ -154,15 +154,10 @@ function chatServer(name: string, v8Flags?: string[], note?: string): ServerSpec
 export const SERVERS: Record<string, ServerSpec> = {
   chat: chatServer("chat"),
   "chat-v8-none": chatServer("chat-v8-none", [], "chat-v8-none: chat without any V8 flag"),
-  "chat-v8-semi": chatServer(
-    "chat-v8-semi",
-    ["--v8-flags=--max-semi-space-size=1"],
-    "chat-v8-semi: chat with --max-semi-space-size=1 (a young generation of 1 MiB a half)",
-  ),
-  "chat-v8-stgc": chatServer(
-    "chat-v8-stgc",
-    ["--v8-flags=--optimize-for-size,--single-threaded-gc"],
-    "chat-v8-stgc: chat with --optimize-for-size and --single-threaded-gc",
+  "chat-v8-ofs": chatServer(
+    "chat-v8-ofs",
+    ["--v8-flags=--optimize-for-size"],
+    "chat-v8-ofs: chat with --optimize-for-size (shipped until 2026-11-28) instead",
   ),
   naive: denoReference("naive", "naive_server.ts"),
   floor: denoReference(
