@@ -79,7 +79,7 @@ export interface Member {
 export class Room {
   readonly members = new Map<string, Member>();
   topic = "";
-  /** The seq of the last message numbered in this room (with a journal, maybe not yet relayed). */
+  /** The seq of the last message numbered in this room (maybe not yet back from the journal). */
   lastSeq = 0;
   readonly history: RoomHistory;
   /** When the last member left; undefined while anyone is in. */
@@ -270,7 +270,7 @@ export class Hub {
   /** Each name this node holds in the cluster, with the token its holder comes back with. */
   readonly #claims = new Map<string, string>();
   readonly #releases = new Set<Promise<void>>();
-  /** What the bus brought and is not applied yet, while a room it needs is loaded. */
+  /** What the journal handed back and is not applied yet, while a room it needs is loaded. */
   readonly #inbox: Numbered[] = [];
   #loadingRooms: Promise<void> | undefined;
   readonly #roomLoads = new Map<string, Promise<StoredRoom | undefined>>();
@@ -577,7 +577,7 @@ export class Hub {
     }
   }
 
-  /** Lets go of an empty room (with a journal, it stays stored, to be recalled). */
+  /** Lets go of an empty room (a journal that keeps rooms keeps it, to be recalled). */
   #dispose(room: Room): void {
     this.#rooms.delete(nameKey(room.name));
     this.#roomWrites.delete(room);
@@ -991,7 +991,7 @@ export class Hub {
     }
   }
 
-  /** Puts items on the bus after what is pending. */
+  /** Writes items to the journal after what is pending. */
   #publishNow(items: BusItem[]): void {
     for (const item of items) this.#pending.push({ kind: "bus", item });
     this.#scheduleFlush();
