@@ -919,7 +919,7 @@ export class Hub {
     this.#roomWrites.clear();
     // Items whose first try had an unknown outcome go first, in their order, before anything new.
     const retry = this.#uncertain;
-    this.#setUncertain([]);
+    if (retry.length > 0) this.#setUncertain([]);
     if (pending.length === 0 && rooms.length === 0 && retry.length === 0) return;
     // Every item gets the next tag of this node's, in order: tried again, it is published once.
     // A journal that does not number keeps the hub's numbers, given here, in the same order.
@@ -943,7 +943,7 @@ export class Hub {
       if (hubNumbers) tagged.id = this.#nextId++;
       fresh.push(tagged);
     }
-    const items = [...retry, ...fresh];
+    const items = retry.length > 0 ? [...retry, ...fresh] : fresh;
     let written: Promise<void> | void;
     try {
       written = journal.write(items, rooms);

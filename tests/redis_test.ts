@@ -115,6 +115,15 @@ async function withCluster(
   }
 }
 
+/** A message sent to `node` is acknowledged (stored in Redis); then the node is stopped. */
+async function assertStores(node: { serve: Chat; port: number }): Promise<void> {
+  const ada = await TestClient.join({ addr: { port: node.port } } as unknown as ChatServer, "ada");
+  await ada.send({ type: "msg", text: "stored", ref: 1 });
+  await ada.frames.waitFor((f) => f.type === "msg" && f.ref === 1, "acknowledged");
+  await ada.close();
+  await stopNode(node);
+}
+
 const texts = (client: TestClient) => client.messages().map((m) => `${m.seq}:${m.text}`);
 
 Deno.test("two nodes are one chat: every message reaches everyone once, in one order", async () => {
@@ -468,15 +477,7 @@ Deno.test("--redis with a password in the URL; a wrong one exits 3 and says so",
   await redis.start();
   try {
     const url = `redis://:s3cret@127.0.0.1:${redis.port}/2`;
-    const node = await startServeWith({}, "--redis", url);
-    const ada = await TestClient.join(
-      { addr: { port: node.port } } as unknown as ChatServer,
-      "ada",
-    );
-    await ada.send({ type: "msg", text: "stored", ref: 1 });
-    await ada.frames.waitFor((f) => f.type === "msg" && f.ref === 1, "acknowledged");
-    await ada.close();
-    await stopNode(node);
+    await assertStores(await startServeWith({}, "--redis", url));
     const wrong = new Chat([
       "serve",
       "--port",
@@ -545,15 +546,7 @@ Deno.test("--redis rediss:// with --redis-ca speaks TLS to Redis; without the CA
   await redis.start();
   try {
     const url = `rediss://127.0.0.1:${tlsPort}`;
-    const node = await startServeWith({}, "--redis", url, "--redis-ca", cert);
-    const ada = await TestClient.join(
-      { addr: { port: node.port } } as unknown as ChatServer,
-      "ada",
-    );
-    await ada.send({ type: "msg", text: "over TLS", ref: 1 });
-    await ada.frames.waitFor((f) => f.type === "msg" && f.ref === 1, "acknowledged");
-    await ada.close();
-    await stopNode(node);
+    await assertStores(await startServeWith({}, "--redis", url, "--redis-ca", cert));
     const untrusted = new Chat(["serve", "--port", "0", "--redis", url]);
     assert.equal(await untrusted.exit(), 3);
     assert.match(untrusted.stderr, /cannot reach Redis/);
