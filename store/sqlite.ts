@@ -172,8 +172,9 @@ export class SqliteStore {
     try {
       db = new DatabaseSync(path);
       const busy = options.busyTimeoutMs ?? 5000;
+      // The timeout first: switching to WAL waits for a reader opening the file at that moment.
       db.exec(
-        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = ${busy};`,
+        `PRAGMA busy_timeout = ${busy}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;`,
       );
       db.exec(SCHEMA);
       // Databases made before rooms had epochs.

@@ -16,33 +16,37 @@ import type { WorkerReply, WorkerRequest } from "./writer.ts";
 /** How long a write waits for another process's lock before it fails. */
 const BUSY_TIMEOUT_MS = 250;
 
+let path: string | undefined;
 let store: SqliteStore | undefined;
-let openError: string | undefined;
+
+/**
+ * The open database. An open that failed (another process held a lock at
+ * that moment) is tried again by the next request, which fails with its
+ * reason if it fails again.
+ */
+function opened(): SqliteStore {
+  if (path === undefined) throw new Error("the database thread was given no path");
+  return store ??= SqliteStore.open(path, { busyTimeoutMs: BUSY_TIMEOUT_MS });
+}
 
 function handle(request: WorkerRequest): void {
   switch (request.kind) {
     case "open":
-      try {
-        store = SqliteStore.open(request.path, { busyTimeoutMs: BUSY_TIMEOUT_MS });
-      } catch (error) {
-        openError = error instanceof Error ? error.message : String(error);
-      }
+      path = request.path;
+      opened();
       return;
     case "write":
-      if (!store) throw new Error(openError ?? "the database is not open");
-      return store.write(request.messages, request.rooms);
+      return opened().write(request.messages, request.rooms);
     case "reserve":
-      if (!store) throw new Error(openError ?? "the database is not open");
-      return store.reserveIdsUntil(request.until);
+      return opened().reserveIdsUntil(request.until);
     case "ban":
-      if (!store) throw new Error(openError ?? "the database is not open");
-      return store.saveBan(request.ban);
+      return opened().saveBan(request.ban);
     case "unban":
-      if (!store) throw new Error(openError ?? "the database is not open");
-      return store.removeBan(request.key);
+      return opened().removeBan(request.key);
     case "close":
       store?.close();
       store = undefined;
+      path = undefined;
       return;
   }
 }

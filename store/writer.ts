@@ -78,7 +78,7 @@ export class StoreWriter implements Journal {
       for (const waiter of this.#waiting.values()) waiter.reject(this.#dead);
       this.#waiting.clear();
     };
-    this.#request({ kind: "open", path }).catch(() => {}); // a failure shows on the next write
+    this.#request({ kind: "open", path }).catch(() => {}); // a failure is tried again by the next write
   }
 
   /**
