@@ -28,6 +28,7 @@ import {
   type Connection,
   replaced as replacedNotice,
   Session,
+  type SessionContext,
   slowConsumer,
 } from "./server/session.ts";
 import type { RedisStore } from "./store/redis.ts";
@@ -219,7 +220,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
   const opened = config.db === undefined
     ? undefined
     : StoreWriter.open(config.db, { retention: config.retention });
-  const sessions = new Map<Session, Promise<void>>();
+  const sessions = new Set<Session>();
+  /** Resolves the shutdown's wait once the last session has ended. */
+  let lastEnded: (() => void) | undefined;
   let hub: Hub;
   let listener: Deno.TcpListener;
   let webListener: Deno.TcpListener | undefined;
@@ -292,7 +295,7 @@ export function serve(options: ServeOptions = {}): ChatServer {
     rateBytes: config.rateBytes,
     maxFrameBytes: config.maxFrameBytes,
   });
-  const context = {
+  const context: SessionContext = {
     hub,
     serverName: config.name,
     limits,
@@ -304,19 +307,28 @@ export function serve(options: ServeOptions = {}): ChatServer {
     idleTimeoutMs: config.idleTimeoutMs,
     nameGraceMs: config.nameGraceMs,
     stallTimeoutMs: config.stallTimeoutMs,
-    clock: { now: performance.now() },
+    // Whole milliseconds: small integers, which a session stores without a box of their own.
+    clock: { now: Math.round(performance.now()) },
     gate: new Gate({ password: config.password, opToken: config.opToken }),
     addressLimits,
     budget: new OutboundBudget({ perConnection: config.maxQueueBytes / 4 }),
+    ended(session) {
+      sessions.delete(session);
+      context.budget.connections = sessions.size;
+      const left = perAddress.get(session.address)! - 1;
+      if (left === 0) perAddress.delete(session.address);
+      else perAddress.set(session.address, left);
+      if (sessions.size === 0) lastEnded?.();
+    },
     log,
   };
   const perAddress = new Map<string, number>();
   // Checked here, so that a bad certificate or key is reported before anyone connects.
   const overTls = config.tls ? tlsSupport().tlsWrapper(config.tls) : undefined;
   const liveness = setInterval(() => {
-    const now = context.clock.now = performance.now();
+    const now = context.clock.now = Math.round(performance.now());
     let stalled = 0;
-    for (const session of sessions.keys()) {
+    for (const session of sessions) {
       session.checkLiveness(now);
       stalled += session.stalledBytes(now, STALLED_AFTER_MS);
     }
@@ -418,17 +430,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
     }
     perAddress.set(address, fromAddress + 1);
     const session = new Session(conn, context, { plainText });
-    context.budget.connections = sessions.size + 1;
-    sessions.set(
-      session,
-      session.run().finally(() => {
-        sessions.delete(session);
-        context.budget.connections = sessions.size;
-        const left = perAddress.get(address)! - 1;
-        if (left === 0) perAddress.delete(address);
-        else perAddress.set(address, left);
-      }),
-    );
+    sessions.add(session);
+    context.budget.connections = sessions.size;
+    session.run();
   }
 
   async function acceptLoop(
@@ -475,8 +479,9 @@ export function serve(options: ServeOptions = {}): ChatServer {
           code: "server_shutdown",
           message: "the server is shutting down",
         };
-        for (const session of sessions.keys()) session.close("server_shutdown", { notice });
-        await Promise.all(sessions.values());
+        const allEnded = new Promise<void>((resolve) => lastEnded = resolve);
+        for (const session of sessions) session.close("server_shutdown", { notice });
+        if (sessions.size > 0) await allEnded;
         await opened?.writer.close();
         clearInterval(renewal);
         await hub.leaveCluster();

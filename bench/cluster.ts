@@ -63,7 +63,7 @@ function startNode(port: number, extra: string[]): Deno.ChildProcess {
     "run",
     "-A",
     "--unstable-net",
-    "--v8-flags=--max-semi-space-size=1",
+    "--v8-flags=--max-semi-space-size=1,--memory-reducer-delay-ms=2000,--gc-memory-reducer-start-delay-ms=2000",
     new URL("../main.ts", import.meta.url).pathname,
     "serve",
     "--host",

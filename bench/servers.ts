@@ -52,7 +52,7 @@ async function which(cmd: string): Promise<string | null> {
  * The runtime flags `chat` ships with: the `--allow-*` and `--v8-flags` of
  * the compile task in deno.json, so the benchmark runs the server as users do.
  */
-async function shippedFlags(): Promise<string[]> {
+export async function shippedFlags(): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${repoDir}deno.json`));
   return (config.tasks.compile as string).split(/\s+/)
     .filter((word) =>
@@ -158,6 +158,11 @@ export const SERVERS: Record<string, ServerSpec> = {
     "chat-v8-ofs",
     ["--v8-flags=--optimize-for-size"],
     "chat-v8-ofs: chat with --optimize-for-size (shipped until 2026-11-28) instead",
+  ),
+  "chat-v8-semi": chatServer(
+    "chat-v8-semi",
+    ["--v8-flags=--max-semi-space-size=1"],
+    "chat-v8-semi: chat with --max-semi-space-size=1 alone (shipped until 2026-11-28 03:00)",
   ),
   naive: denoReference("naive", "naive_server.ts"),
   floor: denoReference(

@@ -30,6 +30,7 @@ export interface TokenBucketOptions {
  * bucket.take(0); // 0: allowed
  * bucket.take(0); // 500: refused, try again in 500 ms
  * bucket.take(0); // 1000: the next refusal is told a later time, so retries don't collide
+ * bucket.full(1500); // true: refilled, and as good as a new bucket
  * ```
  */
 export class TokenBucket {
@@ -52,6 +53,16 @@ export class TokenBucket {
    * wait before trying again (nothing is taken then). Refusals in a row are
    * told times a token apart: each retry finds its own token.
    */
+  /**
+   * Whether the bucket has refilled by `nowMs` and owes no one a retry
+   * time: it would then act as a new one, so its owner may drop it.
+   */
+  full(nowMs: number): boolean {
+    if (nowMs < this.#lastRetryAt) return false;
+    if (this.#updated === undefined) return true;
+    return this.#tokens + ((nowMs - this.#updated) / 1000) * this.#rate >= this.#capacity;
+  }
+
   take(nowMs: number, cost = 1): number {
     cost = Math.min(cost, this.#capacity);
     if (this.#updated !== undefined) {

@@ -110,6 +110,8 @@ export interface SessionContext {
   addressLimits: AddressLimits;
   /** The bytes queued for every peer together: past it, sessions stop reading. */
   budget: OutboundBudget;
+  /** Told once a session has ended: closed, and no longer reading. */
+  ended: (session: Session) => void;
   log: (line: string) => void;
 }
 
@@ -140,12 +142,15 @@ export class Session implements Member {
   readonly #ctx: SessionContext;
   readonly #queue: OutboundQueue;
   readonly #decoder: LineDecoder;
-  readonly #bucket: TokenBucket;
+  // Rate limits are made at first use (a bucket starts full) and forgotten once full again:
+  // an idle connection holds none.
+  /** Messages. */
+  #bucket: TokenBucket | undefined;
   /** Bytes of messages, by the length of their lines. */
-  readonly #byteBucket: TokenBucket | undefined;
-  /** Renames, room changes and topics; made at the first (it starts full), as most make none. */
+  #byteBucket: TokenBucket | undefined;
+  /** Renames, room changes and topics. */
   #actions: TokenBucket | undefined;
-  /** Rooms this client creates; made at the first. */
+  /** Rooms this client creates. */
   #roomCreations: TokenBucket | undefined;
   /** The length in bytes of the line being handled. */
   #lineBytes = 0;
@@ -179,13 +184,6 @@ export class Session implements Member {
       budget: ctx.budget,
     });
     this.#decoder = new LineDecoder({ maxLineBytes: ctx.limits.maxFrameBytes });
-    this.#bucket = new TokenBucket({ ...ctx.limits, slack: rateSlack(ctx.limits.rate) });
-    const rateBytes = ctx.limits.rateBytes;
-    this.#byteBucket = rateBytes === undefined ? undefined : new TokenBucket({
-      rate: rateBytes,
-      burst: 4 * ctx.limits.maxFrameBytes,
-      slack: rateBytes / 4,
-    });
     this.#history = ctx.defaultHistory;
     this.#connectedAt = this.#heardAt = ctx.clock.now;
   }
@@ -198,6 +196,7 @@ export class Session implements Member {
    */
   checkLiveness(now: number): void {
     if (this.closed) return;
+    this.#forgetFullBuckets(now);
     const { handshakeTimeoutMs, idleTimeoutMs, stallTimeoutMs } = this.#ctx;
     if (this.#queue.stalledFor(now) >= stallTimeoutMs) {
       // Not reading at all, however little it is owed: its queue must not pin memory for good.
@@ -226,6 +225,13 @@ export class Session implements Member {
     }
   }
 
+  #forgetFullBuckets(now: number): void {
+    if (this.#bucket?.full(now)) this.#bucket = undefined;
+    if (this.#byteBucket?.full(now)) this.#byteBucket = undefined;
+    if (this.#actions?.full(now)) this.#actions = undefined;
+    if (this.#roomCreations?.full(now)) this.#roomCreations = undefined;
+  }
+
   /** What a peer that has taken nothing for `ms` counts for in the budget; 0 for one reading. */
   stalledBytes(now: number, ms: number): number {
     return this.#queue.stalledFor(now) >= ms ? this.#queue.counted : 0;
@@ -241,14 +247,18 @@ export class Session implements Member {
     return this.#closing !== undefined;
   }
 
-  /** Reads and handles the connection until it ends, then closes. */
-  run(): Promise<void> {
+  /**
+   * Reads and handles the connection until it ends, closes it, then tells
+   * the context it `ended`.
+   */
+  run(): void {
     const conn = this.#conn;
-    if (!conn.handshake) return this.#read();
+    if (!conn.handshake) return void this.#read();
     // TLS: the wait for a first line starts once the handshake is done.
-    return conn.handshake().then(
+    conn.handshake().then(
       () => this.#read(),
-      (error) => this.close(`TLS handshake failed: ${describe(error)}`),
+      (error) =>
+        this.close(`TLS handshake failed: ${describe(error)}`).then(() => this.#ctx.ended(this)),
     );
   }
 
@@ -274,6 +284,7 @@ export class Session implements Member {
     } finally {
       clearTimeout(this.#plainTimer);
       await this.close(reason);
+      this.#ctx.ended(this);
     }
   }
 
@@ -817,7 +828,9 @@ export class Session implements Member {
       return false;
     }
     const now = performance.now();
-    const waitMs = this.#bucket.take(now);
+    const limits = this.#ctx.limits;
+    const waitMs = (this.#bucket ??= new TokenBucket({ ...limits, slack: rateSlack(limits.rate) }))
+      .take(now);
     if (waitMs > 0) {
       this.#error(
         "rate_limited",
@@ -828,6 +841,14 @@ export class Session implements Member {
         { retryMs: waitMs },
       );
       return false;
+    }
+    const rateBytes = limits.rateBytes;
+    if (rateBytes !== undefined) {
+      this.#byteBucket ??= new TokenBucket({
+        rate: rateBytes,
+        burst: 4 * limits.maxFrameBytes,
+        slack: rateBytes / 4,
+      });
     }
     const bytesWaitMs = (this.#byteBucket?.take(now, this.#lineBytes) ?? 0) ||
       this.#ctx.addressLimits.messageBytes(this.address, now, this.#lineBytes);

@@ -35,6 +35,19 @@ Deno.test("token bucket: slack lets a client keeping to the rate through when me
   assert.deepEqual(arrivals.map((t) => lenient.take(t)), arrivals.map(() => 0));
 });
 
+Deno.test("token bucket: full once refilled and no retry time is owed, when it acts as a new one", () => {
+  const bucket = new TokenBucket({ rate: 10, burst: 2 });
+  assert.equal(bucket.full(0), true);
+  bucket.take(0);
+  assert.equal(bucket.full(50), false);
+  assert.equal(bucket.full(100), true);
+  const strict = new TokenBucket({ rate: 10, burst: 1 });
+  strict.take(0);
+  assert.deepEqual([strict.take(0), strict.take(0), strict.take(0)], [100, 200, 300]);
+  assert.equal(strict.full(150), false, "refilled, but owes the last refusal its token at 300");
+  assert.equal(strict.full(300), true);
+});
+
 Deno.test("input: a typed command becomes the frame it asks the server for", () => {
   const frame = (line: string) => requestFrame(parseInput(line));
   assert.deepEqual(frame("hi"), { type: "msg", text: "hi" });
