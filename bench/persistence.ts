@@ -9,7 +9,7 @@
  * default), and the figures are medians with their ranges, the ratio taken
  * within each round.
  *
- * Run: `deno task bench:db [--rounds N]`. Bounded: each run stops after 60 s whatever happens.
+ * Run: `deno task bench:db [--rounds N] [--chat-flags="deno run flags"]`. Bounded: each run stops after 60 s whatever happens.
  *
  * @module
  */
@@ -24,6 +24,8 @@ const SENDERS = 10;
 const PER_SENDER = 20_000;
 const TIME_LIMIT_MS = 60_000;
 const encoder = new TextEncoder();
+/** How `chat` is run: as it ships, unless `--chat-flags` says otherwise. */
+let chatFlags = await shippedFlags();
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -34,7 +36,7 @@ function freePort(): number {
 
 async function startServer(port: number, db?: string): Promise<Deno.ChildProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const args = ["run", ...await shippedFlags(), main, "serve"];
+  const args = ["run", ...chatFlags, main, "serve"];
   args.push("--host", "127.0.0.1", "--port", String(port), "--quiet");
   args.push("--rate", "1000000000", "--burst", "1000000000", "--max-queue-bytes", "1073741824");
   args.push("--max-per-address", "1000000", "--rate-bytes", "1073741824");
@@ -138,7 +140,10 @@ async function run(label: string, db?: string): Promise<number> {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" } } });
+  const { values } = parseArgs({
+    options: { rounds: { type: "string", default: "3" }, "chat-flags": { type: "string" } },
+  });
+  if (values["chat-flags"] !== undefined) chatFlags = values["chat-flags"].split(/\s+/);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
     console.error("--rounds must be a whole number of at least 1");
