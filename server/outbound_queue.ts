@@ -184,15 +184,12 @@ export class OutboundQueue {
   }
 
   #enqueue(bytes: Uint8Array): void {
+    this.#chunks.push(bytes);
     this.#bytes += bytes.length;
-    if (this.#writing) {
-      this.#chunks.push(bytes);
-      return;
+    if (!this.#writing) {
+      this.#progressAt = this.#clock.now;
+      this.#drain();
     }
-    // Idle: written at once, without passing through the list (a list that grows from
-    // empty allocates for every recipient of every broadcast).
-    this.#progressAt = this.#clock.now;
-    this.#start(bytes);
   }
 
   /** Moves work from the backlog into the queue while the peer keeps up. */
@@ -218,13 +215,9 @@ export class OutboundQueue {
   // for every recipient of every broadcast, and this way a write allocates
   // little more than the runtime's own promise.
   #drain(): void {
+    this.#writing = true;
     const batch = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
     this.#chunks.length = 0;
-    this.#start(batch);
-  }
-
-  #start(batch: Uint8Array): void {
-    this.#writing = true;
     this.#batch = batch;
     this.#written = 0;
     this.#write(batch);
