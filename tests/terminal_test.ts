@@ -9,8 +9,17 @@ import type { ChatServer, ServeOptions } from "../server.ts";
 import type { HelloFrame } from "../protocol.ts";
 import { root, SHIPPED_FLAGS } from "./subprocess.ts";
 
-async function tmux(...args: string[]): Promise<string> {
-  const { code, stdout, stderr } = await new Deno.Command("tmux", { args, stdin: "null" }).output();
+/**
+ * Runs tmux on the server at `socket` alone: every terminal has a tmux
+ * server of its own, in the test's temporary folder, so that one ending
+ * never races the next test's start on a shared server ("server exited
+ * unexpectedly"), and nothing is left behind.
+ */
+async function tmux(socket: string, ...args: string[]): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command("tmux", {
+    args: ["-S", socket, ...args],
+    stdin: "null",
+  }).output();
   const text = new TextDecoder().decode(stdout);
   if (code !== 0) throw new Error(`tmux ${args[0]}: ${new TextDecoder().decode(stderr)}`);
   return text;
@@ -22,7 +31,7 @@ async function screenUntil(session: string, test: (screen: string) => boolean, w
   await deadline(
     (async () => {
       for (;;) {
-        screen = await tmux("capture-pane", "-p", "-t", session);
+        screen = await tmux(session, "capture-pane", "-p", "-t", SESSION);
         if (test(screen)) return;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
@@ -42,16 +51,31 @@ function joinCommand(port: number, ...args: string[]): string {
     .map((word) => `'${word}'`).join(" ");
 }
 
-/** Starts `command` in a detached tmux session of 100 x 20. */
-async function startTerminal(session: string, command: string): Promise<void> {
-  await tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "20", `${command}; sleep 30`);
+/** Starts `command` in a detached tmux session of 100 x 20, on a tmux server at `socket`. */
+async function startTerminal(socket: string, command: string): Promise<void> {
+  await tmux(
+    socket,
+    "new-session",
+    "-d",
+    "-s",
+    SESSION,
+    "-x",
+    "100",
+    "-y",
+    "20",
+    `${command}; sleep 30`,
+  );
 }
+
+/** The tmux session in each terminal's own tmux server. */
+const SESSION = "chat";
 
 const hasTmux = await new Deno.Command("tmux", { args: ["-V"] }).output().then((o) => o.success)
   .catch(() => false);
 
 /** A `chat join` running in a terminal of its own. */
 interface Terminal {
+  /** The socket of this terminal's own tmux server, whose one session is `SESSION`. */
   session: string;
   /** Types `text` as it is. */
   type(text: string): Promise<void>;
@@ -92,19 +116,19 @@ function terminalTest(
       const dir = await Deno.makeTempDir();
       const sessions: string[] = [];
       const open: TerminalTest["open"] = async (args, { before, after, port } = {}) => {
-        const session = `chat-${Deno.pid}-${sessions.length}`;
+        const session = `${dir}/terminal-${sessions.length}`;
         sessions.push(session);
         const command = joinCommand(port ?? server.addr.port, ...args);
         await startTerminal(
           session,
           [before, command].filter(Boolean).join(" ") + (after ? `; ${after}` : ""),
         );
-        const recording = `${dir}/${session}.out`;
-        await tmux("pipe-pane", "-o", "-t", session, `cat >> '${recording}'`);
+        const recording = `${session}.out`;
+        await tmux(session, "pipe-pane", "-o", "-t", SESSION, `cat >> '${recording}'`);
         return {
           session,
-          type: async (text) => void await tmux("send-keys", "-t", session, "-l", text),
-          keys: async (...keys) => void await tmux("send-keys", "-t", session, ...keys),
+          type: async (text) => void await tmux(session, "send-keys", "-t", SESSION, "-l", text),
+          keys: async (...keys) => void await tmux(session, "send-keys", "-t", SESSION, ...keys),
           screenUntil: (test, what) => screenUntil(session, test, what),
           output: () => Deno.readTextFile(recording),
         };
@@ -112,7 +136,9 @@ function terminalTest(
       try {
         await body({ server, bob, open });
       } finally {
-        for (const session of sessions) await tmux("kill-session", "-t", session).catch(() => {});
+        for (const session of sessions) {
+          await tmux(session, "kill-session", "-t", SESSION).catch(() => {});
+        }
         await Deno.remove(dir, { recursive: true });
         await bob.close();
         await server.shutdown();
@@ -283,8 +309,8 @@ terminalTest(
   async ({ bob, open }) => {
     const ada = await open(["--name", "ada"]);
     const paste = async (lines: string[]) => {
-      await tmux("set-buffer", "-b", "chat-paste", lines.join("\n") + "\n");
-      await tmux("paste-buffer", "-b", "chat-paste", "-t", ada.session);
+      await tmux(ada.session, "set-buffer", "-b", "chat-paste", lines.join("\n") + "\n");
+      await tmux(ada.session, "paste-buffer", "-b", "chat-paste", "-t", SESSION);
     };
     const texts = () => bob.messages().map((m) => m.text);
     await ada.screenUntil((s) => s.includes("ada@lobby>"), "prompt");
