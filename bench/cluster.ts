@@ -22,6 +22,10 @@
  */
 
 import { LineDecoder } from "../protocol.ts";
+import { shippedFlags } from "./servers.ts";
+
+/** Every node runs as `chat` ships: the compile task's permissions and V8 flags. */
+const CHAT_FLAGS = await shippedFlags();
 
 const CLIENTS = 40;
 const SENDERS = 8;
@@ -61,9 +65,7 @@ async function waitForPort(port: number): Promise<void> {
 function startNode(port: number, extra: string[]): Deno.ChildProcess {
   const args = [
     "run",
-    "-A",
-    "--unstable-net",
-    "--v8-flags=--max-semi-space-size=1,--memory-reducer-delay-ms=2000,--gc-memory-reducer-start-delay-ms=2000",
+    ...CHAT_FLAGS,
     new URL("../main.ts", import.meta.url).pathname,
     "serve",
     "--host",

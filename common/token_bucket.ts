@@ -48,12 +48,6 @@ export class TokenBucket {
   }
 
   /**
-   * Takes `cost` tokens (one by default; never more than the bucket holds)
-   * at time `nowMs`. Returns 0 when allowed, otherwise the milliseconds to
-   * wait before trying again (nothing is taken then). Refusals in a row are
-   * told times a token apart: each retry finds its own token.
-   */
-  /**
    * Whether the bucket has refilled by `nowMs` and owes no one a retry
    * time: it would then act as a new one, so its owner may drop it.
    */
@@ -63,6 +57,12 @@ export class TokenBucket {
     return this.#tokens + ((nowMs - this.#updated) / 1000) * this.#rate >= this.#capacity;
   }
 
+  /**
+   * Takes `cost` tokens (one by default; never more than the bucket holds)
+   * at time `nowMs`. Returns 0 when allowed, otherwise the milliseconds to
+   * wait before trying again (nothing is taken then). Refusals in a row are
+   * told times a token apart: each retry finds its own token.
+   */
   take(nowMs: number, cost = 1): number {
     cost = Math.min(cost, this.#capacity);
     if (this.#updated !== undefined) {
