@@ -16,6 +16,7 @@
  * @module
  */
 
+import type { FrameArena } from "./frame_arena.ts";
 import { encodeFrame, type ServerFrame } from "../protocol.ts";
 import { renderFrame } from "../text/render.ts";
 
@@ -81,13 +82,20 @@ export const textLines: Codec = {
  */
 export class Encodings {
   readonly #frame: ServerFrame;
+  readonly #arena: FrameArena | undefined;
   // Most rooms use one codec, a few two: a pair of fields beats a map.
   #codec: Codec | undefined;
   #bytes: Uint8Array | undefined;
   #others: Map<Codec, Uint8Array> | undefined;
 
-  constructor(frame: ServerFrame) {
+  /**
+   * With an `arena` (a room's), the first encoding is kept in it, next to the
+   * room's frames before; others are not, so that what lies together in it
+   * is owed to the same members (see `frame_arena.ts`).
+   */
+  constructor(frame: ServerFrame, arena?: FrameArena) {
     this.#frame = frame;
+    this.#arena = arena;
   }
 
   /** The frame's bytes for `codec`. */
@@ -95,7 +103,8 @@ export class Encodings {
     if (this.#codec === codec) return this.#bytes!;
     if (this.#codec === undefined) {
       this.#codec = codec;
-      return this.#bytes = codec.encode(this.#frame);
+      const bytes = codec.encode(this.#frame);
+      return this.#bytes = this.#arena ? this.#arena.keep(bytes) : bytes;
     }
     this.#others ??= new Map();
     let bytes = this.#others.get(codec);

@@ -40,6 +40,7 @@ import {
 import { count } from "../text/render.ts";
 import { type Codec, Encodings, jsonLines } from "./codec.ts";
 import { newEpoch, RoomHistory } from "./history.ts";
+import { FrameArena } from "./frame_arena.ts";
 import type { LoadedState, RoomRecord, StoredMessage, StoredRoom } from "../store/sqlite.ts";
 import { type BanRecord, Moderation } from "./moderation.ts";
 import {
@@ -88,6 +89,8 @@ export class Room {
   readonly ops = new Set<Member>();
   /** With `--redis`: members on other nodes, by name key, with their node. */
   readonly remote = new Map<string, { name: string; node: string; op?: boolean }>();
+  /** Where the room's broadcasts are encoded, one after another. */
+  readonly arena = new FrameArena();
 
   /** How many are in the room, on every node. */
   get online(): number {
@@ -572,6 +575,7 @@ export class Hub {
       this.#unclaim(key);
     }
     for (const room of this.#rooms.values()) {
+      room.arena.idle();
       if (room.emptySince === undefined || now - room.emptySince < roomExpiryMs) continue;
       if (room.online === 0 && room.disposable) this.#dispose(room);
     }
@@ -1412,7 +1416,10 @@ export class Hub {
 
   /** Delivers a frame to everyone in `room`, encoded once per codec; returns the encodings. */
   #deliver(room: Room, frame: MessageFrame | EventFrame, sender?: Member): Encodings {
-    const encodings = new Encodings(frame);
+    // A client that is not sent its own messages would leave gaps in the room's slabs, which
+    // it could hold on to unread: those messages are kept outside them (see frame_arena.ts).
+    const gaps = sender !== undefined && !sender.codec.echoesOwnMessages;
+    const encodings = new Encodings(frame, gaps ? undefined : room.arena);
     let overflowed: Member[] | undefined;
     for (const member of room.members.values()) {
       if (member === sender && !member.codec.echoesOwnMessages) continue;

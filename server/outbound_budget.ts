@@ -12,11 +12,30 @@
  * nothing for five seconds do not count at all: a reader that stopped reading
  * must not stop everyone (it is cut by its own limit, or the stall timeout).
  *
+ * Readers are not all served alike, though: under overload a load generator
+ * (or a busy machine) reads some sockets later than others, and the kernel
+ * buffers some connections more than others. So sessions also pause while
+ * any queue is past half its limit, as long as that reader is still taking
+ * bytes, has not been that far behind for long, and the server was behind
+ * for everyone a moment ago (so it is the server's doing, not the reader's).
+ * A reader far behind while the server keeps up with the others is slow, and
+ * is cut; one that stays far behind for seconds no longer holds anyone up,
+ * nor does it by falling back again soon after catching up (see
+ * `OutboundQueue.hotSince`).
+ *
  * @module
  */
 
+import type { OutboundQueue, QueueBudget } from "./outbound_queue.ts";
+
 /** The part of all the queues' shares that, held, means the server is behind. */
 const PAUSE_SHARE = 0.5;
+/** How long after the queues together were behind a queue far behind is taken for the server's doing. */
+const OVERLOADED_MS = 5000;
+/** A queue past half its limit holds the senders up while its reader took bytes this recently… */
+const TAKING_MS = 1000;
+/** …and for at most this long. */
+const HOT_GRACE_MS = 3000;
 /**
  * Fewer connections than this never pause: a handful of readers cannot
  * overload a server, and one of them stopping must not hold up the rest.
@@ -29,24 +48,31 @@ const MIN_CONNECTIONS = 8;
  * @example
  * ```ts
  * import { OutboundBudget } from "./outbound_budget.ts";
- * const budget = new OutboundBudget({ perConnection: 64 * 1024 });
+ * const budget = new OutboundBudget({ perConnection: 64 * 1024, clock: { now: 0 } });
  * budget.connections = 10; // sessions pause once the queues count for 320 KiB (8 or more connections)
  * budget.change(400 * 1024); // a burst was queued for everyone
  * budget.behind(0); // true: a session stops reading, and waits for budget.relief()
  * ```
  */
-export class OutboundBudget {
+export class OutboundBudget implements QueueBudget {
   /** The most any one queue counts for: the budget is this much a connection. */
   readonly perConnection: number;
+  readonly #clock: { now: number };
+  /** Queues past half their limit. */
+  readonly #hot = new Set<OutboundQueue>();
   #queued = 0;
+  /** When the queues together were last found behind. */
+  #overloadedAt = -Infinity;
   /** Bytes in queues that have taken nothing for a while; set about once a second. */
   #stalled = 0;
   #relief: PromiseWithResolvers<void> | undefined;
+  #recheck: ReturnType<typeof setTimeout> | undefined;
   /** How many connections share the budget. */
   connections = 0;
 
-  constructor(options: { perConnection: number }) {
+  constructor(options: { perConnection: number; clock: { now: number } }) {
     this.perConnection = options.perConnection;
+    this.#clock = options.clock;
   }
 
   /** Bytes waiting in every queue, stalled ones included. */
@@ -60,6 +86,13 @@ export class OutboundBudget {
     if (delta < 0 && this.#relief && this.#active() <= this.#limit() / 2) this.#wake();
   }
 
+  /** Told by a queue when it passes half its limit, and when it is back under. */
+  heat(queue: OutboundQueue, hot: boolean): void {
+    if (hot) return void this.#hot.add(queue);
+    this.#hot.delete(queue);
+    if (this.#relief && !this.#pressing()) this.#wake(); // the sessions look again
+  }
+
   /** Says how many of the queued bytes sit in queues that stopped taking any. */
   setStalled(bytes: number): void {
     this.#stalled = bytes;
@@ -69,17 +102,40 @@ export class OutboundBudget {
   /**
    * Whether a session should stop reading: the others' queues (not counting
    * `own`, what its own reader is owed) hold more than the budget, or, once
-   * it has stopped (`stopped`), still more than half of it.
+   * it has stopped (`stopped`), still more than half of it; or, soon after
+   * that, a reader still taking bytes is far behind (see the module doc).
    */
   behind(own: number, stopped = false): boolean {
     if (this.connections < MIN_CONNECTIONS) return false;
-    const limit = stopped ? this.#limit() / 2 : this.#limit();
-    return this.#active() - own > limit;
+    if (this.#active() - own > (stopped ? this.#limit() / 2 : this.#limit())) {
+      this.#overloadedAt = this.#clock.now;
+      return true;
+    }
+    if (this.#hot.size === 0 || this.#clock.now - this.#overloadedAt > OVERLOADED_MS) return false;
+    return this.#pressing();
+  }
+
+  /** Whether a queue past half its limit is still taking bytes, and not for long that far behind. */
+  #pressing(): boolean {
+    const now = this.#clock.now;
+    const precise = performance.now(); // a reader that stops must hold nobody up for long
+    for (const queue of this.#hot) {
+      if (precise - queue.tookAt < TAKING_MS && now - queue.hotSince < HOT_GRACE_MS) return true;
+    }
+    return false;
   }
 
   /** Settles when the queues have drained to half the budget, or within about a second. */
   relief(): Promise<void> {
-    this.#relief ??= Promise.withResolvers<void>();
+    if (this.#relief === undefined) {
+      this.#relief = Promise.withResolvers<void>();
+      // A reader far behind holds the senders up only while it takes bytes: look again soon,
+      // even if nothing else happens (it may have stopped reading, and nothing else be left).
+      if (this.#hot.size > 0) {
+        const recheck = this.#recheck = setTimeout(() => this.#wake(), TAKING_MS);
+        Deno.unrefTimer(recheck);
+      }
+    }
     return this.#relief.promise;
   }
 
@@ -93,8 +149,9 @@ export class OutboundBudget {
   }
 
   #wake(): void {
-    const relief = this.#relief!;
+    clearTimeout(this.#recheck);
+    const relief = this.#relief;
     this.#relief = undefined;
-    relief.resolve();
+    relief?.resolve();
   }
 }

@@ -5,6 +5,8 @@
  * here ({@linkcode OutboundQueue.push} is synchronous). One writer per queue
  * drains it: each round it joins everything queued so far into a single
  * write, so a burst of small frames costs one system call rather than many.
+ * A room's frames mostly lie one after another already (`frame_arena.ts`);
+ * then that run of bytes is written as it stands, without a copy.
  * The queue counts the bytes not yet accepted by the kernel, the write in
  * flight included; when a push would pass the limit it is refused and the
  * owner disconnects that recipient, so one slow reader costs at most `limit`
@@ -19,6 +21,13 @@
  *
  * @module
  */
+
+/** The buffer a busy queue joins batches in, reused from batch to batch. */
+const JOIN_BUFFER = 16 * 1024;
+/** Spells of being far behind less than this apart count as one (see `hotSince`). */
+const SPELL_GAP_MS = 3000;
+/** A run of adjacent chunks this long is written alone, the chunks after it later, not copied. */
+const MIN_RUN = 4096;
 
 /** Anything bytes can be written to, such as a `Deno.Conn`. */
 export interface ByteSink {
@@ -42,7 +51,17 @@ export interface OutboundQueueOptions {
    * The server's total (see `outbound_budget.ts`): told of every change in
    * what this queue holds, counting at most `perConnection` of it.
    */
-  budget?: { readonly perConnection: number; change(delta: number): void };
+  budget?: QueueBudget;
+}
+
+/** What a queue tells the server's total (`outbound_budget.ts`) of itself. */
+export interface QueueBudget {
+  /** The most any one queue counts for. */
+  readonly perConnection: number;
+  /** What the queue counts for changed by `delta` bytes. */
+  change(delta: number): void;
+  /** The queue passed half its limit (`hot`), or is back under it. */
+  heat(queue: OutboundQueue, hot: boolean): void;
 }
 
 /**
@@ -63,7 +82,7 @@ export class OutboundQueue {
   readonly #limit: number;
   readonly #lowWater: number;
   readonly #onError: (error: unknown) => void;
-  readonly #budget: { readonly perConnection: number; change(delta: number): void } | undefined;
+  readonly #budget: QueueBudget | undefined;
   /** What this queue counts for in the budget now. */
   #counted = 0;
   #chunks: Uint8Array[] = [];
@@ -73,6 +92,8 @@ export class OutboundQueue {
   #backlogBytes = 0;
   #writing = false;
   #failed = false;
+  /** Where batches of several chunks are joined, while the peer is being written to. */
+  #joined: Uint8Array | undefined;
   /** The bytes being written, and how many of them are written. */
   #batch: Uint8Array | undefined;
   #written = 0;
@@ -80,6 +101,11 @@ export class OutboundQueue {
   readonly #clock: { now: number };
   /** When the peer last took bytes (or, if idle then, when writing began). */
   #progressAt = 0;
+  /** Whether more than half the limit waits; since when, and when it last did not. */
+  #hot = false;
+  #hotSince = 0;
+  #cooledAt = -Infinity;
+  #tookAt = -Infinity;
 
   constructor(sink: ByteSink, options: OutboundQueueOptions) {
     this.#sink = sink;
@@ -116,9 +142,36 @@ export class OutboundQueue {
   #account(): void {
     const budget = this.#budget;
     if (!budget) return;
-    const counted = Math.min(this.#bytes + this.#backlogBytes, budget.perConnection);
+    const bytes = this.#bytes + this.#backlogBytes;
+    const counted = Math.min(bytes, budget.perConnection);
     if (counted !== this.#counted) budget.change(counted - this.#counted);
     this.#counted = counted;
+    const hot = bytes >= this.#limit / 2;
+    if (hot === this.#hot) return;
+    this.#hot = hot;
+    const now = this.#clock.now;
+    if (!hot) {
+      this.#cooledAt = now;
+    } else {
+      if (now - this.#cooledAt >= SPELL_GAP_MS) this.#hotSince = now;
+      // Taking bytes lately, as the coarse clock tells: a reader that stopped reading is not.
+      this.#tookAt = this.stalledFor(now) < 1000 ? performance.now() : -Infinity;
+    }
+    budget.heat(this, hot);
+  }
+
+  /** While more than half the limit waits: when the peer last took bytes (`performance.now()`). */
+  get tookAt(): number {
+    return this.#tookAt;
+  }
+
+  /**
+   * Since when more than half the limit has waited: the start of this spell
+   * of being that far behind, spells less than a few seconds apart counted
+   * as one (a reader cannot start afresh by catching up for a moment).
+   */
+  get hotSince(): number {
+    return this.#hotSince;
   }
 
   /** Bytes queued, waiting behind a paced source, or being written. */
@@ -164,6 +217,32 @@ export class OutboundQueue {
     this.#append(bytes);
   }
 
+  /**
+   * Copies what waits into buffers of its own. Queued chunks may be views of
+   * a room's shared slabs (see `frame_arena.ts`), which they keep alive: a
+   * reader that stopped reading and went from room to room would otherwise
+   * hold a slab of each for a few bytes.
+   */
+  unpin(): void {
+    if (this.#chunks.length > 0) {
+      // Not into the buffer batches are joined in: the write under way may be using it.
+      let length = 0;
+      for (const chunk of this.#chunks) length += chunk.length;
+      const own = new Uint8Array(length);
+      let offset = 0;
+      for (const chunk of this.#chunks) {
+        own.set(chunk, offset);
+        offset += chunk.length;
+      }
+      this.#chunks.length = 0;
+      this.#chunks.push(own);
+    }
+    for (let i = 0; i < this.#backlog.length; i++) {
+      const entry = this.#backlog[i];
+      if (entry instanceof Uint8Array) this.#backlog[i] = entry.slice();
+    }
+  }
+
   /** Queues bytes behind whatever is queued, a paced source included. */
   #append(bytes: Uint8Array): void {
     if (this.#backlog.length > 0) {
@@ -184,12 +263,15 @@ export class OutboundQueue {
   }
 
   #enqueue(bytes: Uint8Array): void {
-    this.#chunks.push(bytes);
     this.#bytes += bytes.length;
-    if (!this.#writing) {
-      this.#progressAt = this.#clock.now;
-      this.#drain();
+    if (this.#writing) {
+      this.#chunks.push(bytes);
+      return;
     }
+    // Idle: written at once, without passing through the list (a list that grows from
+    // empty allocates for every recipient of every broadcast).
+    this.#progressAt = this.#clock.now;
+    this.#start(bytes);
   }
 
   /** Moves work from the backlog into the queue while the peer keeps up. */
@@ -215,9 +297,57 @@ export class OutboundQueue {
   // for every recipient of every broadcast, and this way a write allocates
   // little more than the runtime's own promise.
   #drain(): void {
+    const chunks = this.#chunks;
+    if (chunks.length === 1) {
+      const only = chunks[0];
+      chunks.length = 0;
+      return this.#start(only);
+    }
+    // Chunks that lie one after another in one buffer (a room's frames, see
+    // `frame_arena.ts`) go out as they stand: every busy reader copying every
+    // frame into a batch of its own was a seventh of the server's time.
+    const first = chunks[0];
+    const buffer = first.buffer;
+    let end = first.byteOffset + first.length;
+    let run = 1;
+    while (run < chunks.length && chunks[run].byteOffset === end && chunks[run].buffer === buffer) {
+      end += chunks[run].length;
+      run++;
+    }
+    const runBytes = end - first.byteOffset;
+    let batch: Uint8Array;
+    if (run === chunks.length || runBytes >= MIN_RUN) {
+      batch = new Uint8Array(buffer, first.byteOffset, runBytes);
+      chunks.splice(0, run); // the rest (the next slab's, often) is the next write's
+    } else {
+      batch = this.#join();
+      chunks.length = 0;
+    }
+    this.#start(batch);
+  }
+
+  /**
+   * Copies the queued chunks into the buffer the last batch went out in (that
+   * write has ended): a fresh buffer for every batch of every busy reader
+   * cost more than the copy.
+   */
+  #join(): Uint8Array {
+    let length = 0;
+    for (const chunk of this.#chunks) length += chunk.length;
+    // A large batch gets a buffer of its own, so what a queue keeps stays small.
+    const joined = length > JOIN_BUFFER
+      ? new Uint8Array(length)
+      : this.#joined ??= new Uint8Array(JOIN_BUFFER);
+    let offset = 0;
+    for (const chunk of this.#chunks) {
+      joined.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return joined.subarray(0, length);
+  }
+
+  #start(batch: Uint8Array): void {
     this.#writing = true;
-    const batch = this.#chunks.length === 1 ? this.#chunks[0] : concat(this.#chunks);
-    this.#chunks.length = 0;
     this.#batch = batch;
     this.#written = 0;
     this.#write(batch);
@@ -237,6 +367,7 @@ export class OutboundQueue {
     const batch = this.#batch!;
     this.#written += n;
     this.#progressAt = this.#clock.now;
+    if (this.#hot) this.#tookAt = performance.now();
     if (this.#written < batch.length) {
       this.#write(batch.subarray(this.#written));
       return;
@@ -247,6 +378,7 @@ export class OutboundQueue {
     this.#account();
     if (this.#chunks.length > 0) return this.#drain();
     this.#writing = false;
+    this.#joined = undefined; // a reader that is keeping up holds no buffer
     this.#wakeWaiters();
   };
 
@@ -254,6 +386,7 @@ export class OutboundQueue {
     this.#failed = true;
     this.#writing = false;
     this.#batch = undefined;
+    this.#joined = undefined;
     this.#chunks.length = 0;
     this.#bytes = 0;
     this.#backlog.length = 0;
@@ -269,16 +402,4 @@ export class OutboundQueue {
     this.#waiters = [];
     for (const resolve of waiters) resolve();
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const joined = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
 }

@@ -485,7 +485,7 @@ export class Session implements Member {
       this.close("room refused");
       return;
     }
-    let name = this.#ctx.hub.guestName();
+    let name: string;
     if (frame.name !== undefined) {
       const checked = validateName(frame.name, this.#ctx.limits.maxNameLength);
       if (!checked.ok) {
@@ -494,6 +494,8 @@ export class Session implements Member {
         return;
       }
       name = checked.name;
+    } else {
+      name = this.#ctx.hub.guestName();
     }
     if (frame.op !== undefined) this.#becomeOperator(frame.op);
     // An operator is never locked out, even sharing an address with someone banned.
@@ -715,6 +717,8 @@ export class Session implements Member {
         ref,
       );
     }
+    // What is still owed from the room left must not hold that room's slabs (see frame_arena.ts).
+    this.#queue.unpin();
     this.#send({ type: "room", ...this.#roomState(entry.room) });
     this.#sendHistory(entry);
     this.#ctx.hub.announceJoin(this);

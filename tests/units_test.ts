@@ -2,6 +2,11 @@ import assert from "node:assert/strict";
 import { parseAddress } from "../common/cli.ts";
 import { parseInput, requestFrame } from "../text/commands.ts";
 import { TokenBucket } from "../common/token_bucket.ts";
+import { OutboundQueue } from "../server/outbound_queue.ts";
+import { FrameArena } from "../server/frame_arena.ts";
+import { OutboundBudget } from "../server/outbound_budget.ts";
+import { Encodings, jsonLines, textLines } from "../server/codec.ts";
+import { nameKey } from "../text/names.ts";
 import { complete, Completer } from "../client/complete.ts";
 import { mentions, rowsOf } from "../client/ui.ts";
 import { SERVE_HELP } from "../server.ts";
@@ -46,6 +51,155 @@ Deno.test("token bucket: full once refilled and no retry time is owed, when it a
   assert.deepEqual([strict.take(0), strict.take(0), strict.take(0)], [100, 200, 300]);
   assert.equal(strict.full(150), false, "refilled, but owes the last refusal its token at 300");
   assert.equal(strict.full(300), true);
+});
+
+Deno.test("outbound queue: bytes queued during a write go out joined, in order, each batch untouched until its write ends", async () => {
+  const text = new TextDecoder();
+  // A socket that takes at most 5 bytes a write, and answers each write only when told to.
+  const taken: string[] = [];
+  let answer: (() => void) | undefined;
+  const sink = {
+    write(bytes: Uint8Array): Promise<number> {
+      const n = Math.min(bytes.length, 5);
+      return new Promise((resolve) => {
+        answer = () => {
+          // What the socket takes is read when it answers: a buffer reused too early shows here.
+          taken.push(text.decode(bytes.subarray(0, n)));
+          resolve(n);
+        };
+      });
+    },
+  };
+  const queue = new OutboundQueue(sink, { limit: 1024 });
+  const push = (s: string) => assert.ok(queue.push(new TextEncoder().encode(s)));
+  const step = async () => {
+    const next = answer!;
+    answer = undefined;
+    next();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  };
+  push("one\n");
+  for (const line of ["two\n", "three\n", "four\n"]) push(line);
+  await step(); // "one\n" done: the three waiting lines go as one batch
+  for (const line of ["five\n", "six\n"]) push(line); // joined into the same buffer, later
+  while (answer) await step();
+  assert.equal(taken.join(""), "one\ntwo\nthree\nfour\nfive\nsix\n");
+  assert.deepEqual(taken, ["one\n", "two\nt", "hree\n", "four\n", "five\n", "six\n"]);
+  assert.equal(queue.bytes, 0);
+});
+
+Deno.test("outbound queue: a room's frames, kept together, go out as they stand and in order, a slab at a time", async () => {
+  const writes: Uint8Array[] = [];
+  let answer: (() => void) | undefined;
+  const sink = {
+    write(bytes: Uint8Array): Promise<number> {
+      writes.push(bytes);
+      return new Promise((resolve) => answer = () => resolve(bytes.length));
+    },
+  };
+  const queue = new OutboundQueue(sink, { limit: 1024 * 1024 });
+  const arena = new FrameArena();
+  const frame = (i: number) => new TextEncoder().encode(`${String(i).padStart(8, "0")}\n`);
+  const kept = Array.from({ length: 5_000 }, (_, i) => arena.keep(frame(i))); // 45 KB: two slabs
+  for (const bytes of kept) assert.ok(queue.push(bytes));
+  while (answer) {
+    const next = answer;
+    answer = undefined;
+    next();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  // The first frame alone (the queue was idle), then the rest of its slab, then the next slab's.
+  assert.equal(writes.length, 3);
+  assert.equal(writes[1].buffer, kept[1].buffer); // not a copy
+  assert.notEqual(writes[2].buffer, writes[1].buffer);
+  const text = new TextDecoder().decode(new Uint8Array(writes.flatMap((w) => [...w])));
+  assert.equal(text, kept.map((_, i) => `${String(i).padStart(8, "0")}\n`).join(""));
+});
+
+Deno.test("outbound queue: unpin copies what waits out of the room's slabs, leaving the write under way alone", async () => {
+  const text = new TextDecoder();
+  const writes: { bytes: Uint8Array; taken?: string }[] = [];
+  let answer: (() => void) | undefined;
+  const sink = {
+    write(bytes: Uint8Array): Promise<number> {
+      const write: { bytes: Uint8Array; taken?: string } = { bytes };
+      writes.push(write);
+      return new Promise((resolve) =>
+        answer = () => {
+          write.taken = text.decode(bytes); // read when the write ends, as a socket would
+          resolve(bytes.length);
+        }
+      );
+    },
+  };
+  const step = async () => {
+    const next = answer!;
+    answer = undefined;
+    next();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  };
+  const queue = new OutboundQueue(sink, { limit: 1024 });
+  const encode = (s: string) => new TextEncoder().encode(s);
+  queue.push(encode("a\n"));
+  queue.push(encode("b\n"));
+  queue.push(encode("c\n"));
+  await step(); // "b\nc\n" is now being written, joined in the queue's own buffer
+  const arena = new FrameArena();
+  queue.push(arena.keep(encode("d\n")));
+  queue.push(arena.keep(encode("e\n")));
+  queue.unpin();
+  while (answer) await step();
+  assert.deepEqual(writes.map((w) => w.taken), ["a\n", "b\nc\n", "d\ne\n"]);
+  assert.notEqual(writes[2].bytes.buffer, arena.keep(encode("f\n")).buffer);
+});
+
+Deno.test("encodings: a frame's first encoding is kept in the room's arena, after the one before; a second is not", () => {
+  const arena = new FrameArena();
+  const frame = (text: string) =>
+    new Encodings({ type: "msg", id: 1, seq: 1, ts: 0, room: "lobby", from: "ada", text }, arena);
+  const one = frame("one").for(jsonLines);
+  const two = frame("two");
+  const json = two.for(jsonLines);
+  assert.equal(json.buffer, one.buffer);
+  assert.equal(json.byteOffset, one.byteOffset + one.length);
+  assert.notEqual(two.for(textLines).buffer, one.buffer);
+  assert.equal(two.for(jsonLines), json); // encoded once
+});
+
+Deno.test("overload: a reader far behind holds the senders up while the server is behind for everyone, not otherwise, and not for long", async () => {
+  const KiB = 1024;
+  const clock = { now: 0 };
+  const budget = new OutboundBudget({ perConnection: 64 * KiB, clock });
+  budget.connections = 10; // the budget: 10 x 64 KiB x 0.5 = 320 KiB
+  // A socket that takes one byte each time it is told to, and otherwise nothing.
+  const answers: (() => void)[] = [];
+  const sink = { write: () => new Promise<number>((resolve) => answers.push(() => resolve(1))) };
+  const far = new OutboundQueue(sink, { limit: 256 * KiB, budget, clock });
+  far.push(new Uint8Array(150 * KiB)); // past half its limit, counted as 64 KiB
+  assert.equal(budget.behind(0), false); // the server keeps up with everyone else: a slow reader
+  budget.change(300 * KiB); // the other queues fill up
+  assert.equal(budget.behind(0), true);
+  budget.change(-300 * KiB); // and drain; but a moment ago the server was behind for everyone
+  assert.equal(budget.behind(0), true);
+  // The far reader takes nothing for a second: it stopped reading, and holds nobody up.
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  assert.equal(budget.behind(0), false);
+  clock.now = 2900;
+  answers.shift()!(); // it takes a byte
+  await Promise.resolve();
+  assert.equal(budget.behind(0), true);
+  clock.now = 3100; // but it has been that far behind for over 3 s: it holds nobody up any more
+  assert.equal(budget.behind(0), false);
+});
+
+Deno.test("name keys: the same key for a name asked again, after many other names, and for a long one", () => {
+  const ada = nameKey("\u0430da"); // Cyrillic а
+  for (let i = 0; i < 3000; i++) nameKey(`name${i}`);
+  assert.equal(nameKey("\u0430da"), ada);
+  assert.equal(ada, nameKey("ADA"));
+  const long = "\u0430".repeat(100);
+  assert.equal(nameKey(long), nameKey("a".repeat(100)));
+  assert.equal(nameKey(long), nameKey(long));
 });
 
 Deno.test("input: a typed command becomes the frame it asks the server for", () => {

@@ -96,6 +96,15 @@ const SMALL_DIACRITICS = /(?<=[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrilli
 const MAX_KEY_ROUNDS = 8;
 
 /**
+ * Keys already worked out, by name: every message looks its room up by name,
+ * and working a key out takes microseconds. Bounded in count and in the
+ * length of what it keeps; emptied when full.
+ */
+const knownKeys = new Map<string, string>();
+const MAX_KNOWN_KEYS = 1024;
+const MAX_KNOWN_LENGTH = 64;
+
+/**
  * The key under which names of people and rooms are unique: the name's
  * NFKC form, case-folded, without the accents of Latin, Greek and
  * Cyrillic letters (`é` counts as `e`), then its TR39 skeleton ({@linkcode skeleton}),
@@ -123,6 +132,17 @@ const MAX_KEY_ROUNDS = 8;
  * ```
  */
 export function nameKey(name: string): string {
+  let key = knownKeys.get(name);
+  if (key !== undefined) return key;
+  key = computeKey(name);
+  if (name.length <= MAX_KNOWN_LENGTH) {
+    if (knownKeys.size >= MAX_KNOWN_KEYS) knownKeys.clear();
+    knownKeys.set(name, key);
+  }
+  return key;
+}
+
+function computeKey(name: string): string {
   let key = skeleton(bare(fold(name)));
   for (let round = 1; round < MAX_KEY_ROUNDS; round++) {
     const next = skeleton(bare(fold(key)));
