@@ -295,6 +295,8 @@ export function serve(options: ServeOptions = {}): ChatServer {
     rateBytes: config.rateBytes,
     maxFrameBytes: config.maxFrameBytes,
   });
+  // Whole milliseconds: small integers, which a session stores without a box of their own.
+  const clock = { now: Math.round(performance.now()) };
   const context: SessionContext = {
     hub,
     serverName: config.name,
@@ -307,11 +309,10 @@ export function serve(options: ServeOptions = {}): ChatServer {
     idleTimeoutMs: config.idleTimeoutMs,
     nameGraceMs: config.nameGraceMs,
     stallTimeoutMs: config.stallTimeoutMs,
-    // Whole milliseconds: small integers, which a session stores without a box of their own.
-    clock: { now: Math.round(performance.now()) },
+    clock,
     gate: new Gate({ password: config.password, opToken: config.opToken }),
     addressLimits,
-    budget: new OutboundBudget({ perConnection: config.maxQueueBytes / 4 }),
+    budget: new OutboundBudget({ perConnection: config.maxQueueBytes / 4, clock }),
     ended(session) {
       sessions.delete(session);
       context.budget.connections = sessions.size;

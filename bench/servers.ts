@@ -164,6 +164,13 @@ export const SERVERS: Record<string, ServerSpec> = {
     ["--v8-flags=--max-semi-space-size=1"],
     "chat-v8-semi: chat with --max-semi-space-size=1 alone (shipped until 2026-11-28 03:00)",
   ),
+  "chat-v8-semi1": chatServer(
+    "chat-v8-semi1",
+    [
+      "--v8-flags=--max-semi-space-size=1,--memory-reducer-delay-ms=2000,--gc-memory-reducer-start-delay-ms=2000",
+    ],
+    "chat-v8-semi1: chat with a young generation of 1 MiB a half (shipped until 2026-11-28 07:00)",
+  ),
   naive: denoReference("naive", "naive_server.ts"),
   floor: denoReference(
     "floor",
