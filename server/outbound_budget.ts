@@ -36,6 +36,8 @@ const OVERLOADED_MS = 5000;
 const TAKING_MS = 1000;
 /** …and for at most this long. */
 const HOT_GRACE_MS = 3000;
+/** How long the answer to whether such a queue holds the senders up is kept. */
+const PRESSING_TTL_MS = 20;
 /**
  * Fewer connections than this never pause: a handful of readers cannot
  * overload a server, and one of them stopping must not hold up the rest.
@@ -67,6 +69,8 @@ export class OutboundBudget implements QueueBudget {
   #stalled = 0;
   #relief: PromiseWithResolvers<void> | undefined;
   #recheck: ReturnType<typeof setTimeout> | undefined;
+  #pressingAt = -Infinity;
+  #pressed = false;
   /** How many connections share the budget. */
   connections = 0;
 
@@ -88,7 +92,11 @@ export class OutboundBudget implements QueueBudget {
 
   /** Told by a queue when it passes half its limit, and when it is back under. */
   heat(queue: OutboundQueue, hot: boolean): void {
-    if (hot) return void this.#hot.add(queue);
+    if (hot) {
+      this.#hot.add(queue);
+      if (!this.#pressed) this.#pressingAt = -Infinity; // it may hold the senders up: look again
+      return;
+    }
     this.#hot.delete(queue);
     if (this.#relief && !this.#pressing()) this.#wake(); // the sessions look again
   }
@@ -115,14 +123,24 @@ export class OutboundBudget implements QueueBudget {
     return this.#pressing();
   }
 
-  /** Whether a queue past half its limit is still taking bytes, and not for long that far behind. */
+  /**
+   * Whether a queue past half its limit is still taking bytes, and not for
+   * long that far behind. Looked at most every few milliseconds: it is asked
+   * for every line read, and there may be many such queues.
+   */
   #pressing(): boolean {
-    const now = this.#clock.now;
     const precise = performance.now(); // a reader that stops must hold nobody up for long
+    if (precise - this.#pressingAt < PRESSING_TTL_MS) return this.#pressed;
+    const now = this.#clock.now;
+    this.#pressingAt = precise;
+    this.#pressed = false;
     for (const queue of this.#hot) {
-      if (precise - queue.tookAt < TAKING_MS && now - queue.hotSince < HOT_GRACE_MS) return true;
+      if (precise - queue.tookAt < TAKING_MS && now - queue.hotSince < HOT_GRACE_MS) {
+        this.#pressed = true;
+        break;
+      }
     }
-    return false;
+    return this.#pressed;
   }
 
   /** Settles when the queues have drained to half the budget, or within about a second. */
