@@ -226,14 +226,7 @@ export class OutboundQueue {
   unpin(): void {
     if (this.#chunks.length > 0) {
       // Not into the buffer batches are joined in: the write under way may be using it.
-      let length = 0;
-      for (const chunk of this.#chunks) length += chunk.length;
-      const own = new Uint8Array(length);
-      let offset = 0;
-      for (const chunk of this.#chunks) {
-        own.set(chunk, offset);
-        offset += chunk.length;
-      }
+      const own = concat(this.#chunks);
       this.#chunks.length = 0;
       this.#chunks.push(own);
     }
@@ -332,18 +325,8 @@ export class OutboundQueue {
    * cost more than the copy.
    */
   #join(): Uint8Array {
-    let length = 0;
-    for (const chunk of this.#chunks) length += chunk.length;
-    // A large batch gets a buffer of its own, so what a queue keeps stays small.
-    const joined = length > JOIN_BUFFER
-      ? new Uint8Array(length)
-      : this.#joined ??= new Uint8Array(JOIN_BUFFER);
-    let offset = 0;
-    for (const chunk of this.#chunks) {
-      joined.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return joined.subarray(0, length);
+    // A batch larger than that buffer gets one of its own, so what a queue keeps stays small.
+    return concat(this.#chunks, this.#joined ??= new Uint8Array(JOIN_BUFFER));
   }
 
   #start(batch: Uint8Array): void {
@@ -402,4 +385,17 @@ export class OutboundQueue {
     this.#waiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+/** The chunks one after another: in `into` if it is large enough, else in a new buffer. */
+function concat(chunks: Uint8Array[], into?: Uint8Array): Uint8Array {
+  let length = 0;
+  for (const chunk of chunks) length += chunk.length;
+  const joined = into !== undefined && into.length >= length ? into : new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined.subarray(0, length);
 }
