@@ -166,30 +166,54 @@ Deno.test("encodings: a frame's first encoding is kept in the room's arena, afte
   assert.equal(two.for(jsonLines), json); // encoded once
 });
 
-Deno.test("overload: a reader far behind holds the senders up while the server is behind for everyone, not otherwise, and not for long", async () => {
+Deno.test("overload: readers far behind hold the senders up for a moment after the server was behind for everyone, not otherwise, and not for long; one alone only until the others catch up", async () => {
   const KiB = 1024;
   const clock = { now: 0 };
   const budget = new OutboundBudget({ perConnection: 64 * KiB, clock });
   budget.connections = 10; // the budget: 10 x 64 KiB x 0.5 = 320 KiB
-  // A socket that takes one byte each time it is told to, and otherwise nothing.
-  const answers: (() => void)[] = [];
-  const sink = { write: () => new Promise<number>((resolve) => answers.push(() => resolve(1))) };
-  const far = new OutboundQueue(sink, { limit: 256 * KiB, budget, clock });
-  far.push(new Uint8Array(150 * KiB)); // past half its limit, counted as 64 KiB
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  // The other queues fill up (the server is behind for everyone), then drain.
+  const overloadPasses = () => {
+    budget.change(300 * KiB);
+    assert.equal(budget.behind(0), true);
+    budget.change(-300 * KiB);
+  };
+  // A reader past half its limit whose socket takes one byte when told to, and otherwise nothing.
+  const farBehind = () => {
+    const answers: (() => void)[] = [];
+    const sink = { write: () => new Promise<number>((resolve) => answers.push(() => resolve(1))) };
+    const queue = new OutboundQueue(sink, { limit: 256 * KiB, budget, clock });
+    queue.push(new Uint8Array(150 * KiB)); // counted as 64 KiB
+    return () => answers.shift()!();
+  };
+  const takeOne = farBehind();
   assert.equal(budget.behind(0), false); // the server keeps up with everyone else: a slow reader
-  budget.change(300 * KiB); // the other queues fill up
+  overloadPasses();
+  // Alone, it holds the senders up only until the other readers have nearly caught up
+  // (an eighth of the budget, 40 KiB), never until it reads: it may have stopped reading.
+  budget.change(30 * KiB);
+  assert.equal(budget.behind(0), false);
+  budget.change(20 * KiB);
   assert.equal(budget.behind(0), true);
-  budget.change(-300 * KiB); // and drain; but a moment ago the server was behind for everyone
-  assert.equal(budget.behind(0), true);
-  // The far reader takes nothing for a second: it stopped reading, and holds nobody up.
-  await new Promise((resolve) => setTimeout(resolve, 1100));
+  budget.change(-50 * KiB);
+  const takeOneToo = farBehind();
+  await sleep(30);
+  assert.equal(budget.behind(0), true); // two, a moment after the server was behind for everyone
+  await sleep(300);
+  assert.equal(budget.behind(0), false); // but not any more: slow readers again
+  await sleep(800);
+  overloadPasses();
+  // They have taken nothing for over a second: they stopped reading, and hold nobody up.
   assert.equal(budget.behind(0), false);
   clock.now = 2900;
-  answers.shift()!(); // it takes a byte (and the budget looks again within a few milliseconds)
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  takeOne(); // they take a byte (and the budget looks again within a few milliseconds)
+  takeOneToo();
+  await sleep(30);
+  overloadPasses();
   assert.equal(budget.behind(0), true);
-  clock.now = 3100; // but it has been that far behind for over 3 s: it holds nobody up any more
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  clock.now = 3100; // but they have been that far behind for over 3 s: they hold nobody up any more
+  await sleep(30);
+  overloadPasses();
   assert.equal(budget.behind(0), false);
 });
 
