@@ -134,8 +134,10 @@ export class OutboundBudget implements QueueBudget {
     const others = this.#active() - own;
     const limit = this.#limit();
     if (others > (stopped ? limit / 2 : limit)) {
-      this.#overloadedAt = performance.now(); // precise: the window is a fraction of a second
-      if (this.#pressing < MIN_PRESSING) this.#pressingAt = -Infinity; // queues far behind may hold them now
+      const now = performance.now(); // precise: the window is a fraction of a second
+      // The window opens: queues far behind may hold the senders now, whatever was cached.
+      if (now - this.#overloadedAt > OVERLOADED_MS) this.#pressingAt = -Infinity;
+      this.#overloadedAt = now;
       return true;
     }
     if (this.#hot.size === 0) return false;
