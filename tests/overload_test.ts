@@ -1,7 +1,8 @@
 /**
  * More offered than the server can relay: it slows the senders down (stops
  * reading them, so TCP pushes back) instead of cutting off readers that read
- * as fast as they are sent to. A reader that stops reading is still cut.
+ * as fast as they are sent to. That a reader that stops reading is still cut
+ * is server_test.ts's to show.
  */
 
 import assert from "node:assert/strict";
@@ -92,7 +93,9 @@ Deno.test("offered more than it can relay, the server slows the senders and cuts
       "every message at every reader",
     );
     assert.ok(reading.every((r) => r.received === total && r.errors.length === 0));
-    // The one that never read held no one back (it is cut by the stall timeout, or its limit).
+    // The one that never read held no one back. It is not cut here: the 2.7 MB it is sent fits
+    // in the kernel's buffers on loopback, so its queue never falls behind (checked 2026-11-28:
+    // it then reads all 12,000). server_test.ts has a reader that stops reading cut.
   } finally {
     for (const { conn } of readers) {
       try {
