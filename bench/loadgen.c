@@ -12,7 +12,8 @@
  *  2. barrier: client 0 sends epoch-0 markers until every client has one, so
  *     every receiver is registered for broadcasts before measuring;
  *  3. clients 0..SENDERS-1 each send COUNT messages at RATE msg/s (random
- *     phase), marker `~M|1|sender|seq|sendMicros|` padded to PAYLOAD bytes;
+ *     phase, from SEED when given), marker `~M|1|sender|seq|sendMicros|`
+ *     padded to PAYLOAD bytes;
  *  4. wait (bounded by COLLECT_MS) until every receiver has every message
  *     actually sent; what is missing then is lost.
  * Latency is recorded on the first copy of each (sender, seq) into the same
@@ -21,7 +22,11 @@
  * latency histogram starts with p50 and p99 in microseconds.
  *
  * Usage: loadgen PORT PROTO(chat|line|ncat) CLIENTS SENDERS RATE COUNT
- *                PAYLOAD COLLECT_MS
+ *                PAYLOAD COLLECT_MS [SEED]
+ *
+ * The senders' phases set when their messages collide, and the p99 of a
+ * fan-out is mostly made of collisions: give every server of a round the
+ * same SEED and they all face the same pattern.
  */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
@@ -303,8 +308,8 @@ static void print_hist(const char *name, struct hist *h) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 9) {
-    fprintf(stderr, "usage: loadgen PORT PROTO CLIENTS SENDERS RATE COUNT PAYLOAD COLLECT_MS\n");
+  if (argc != 9 && argc != 10) {
+    fprintf(stderr, "usage: loadgen PORT PROTO CLIENTS SENDERS RATE COUNT PAYLOAD COLLECT_MS [SEED]\n");
     return 2;
   }
   port = atoi(argv[1]);
@@ -317,7 +322,7 @@ int main(int argc, char **argv) {
   payload = atoi(argv[7]);
   collect_ms = atoi(argv[8]);
   signal(SIGPIPE, SIG_IGN);
-  srand((unsigned)now_us());
+  srand(argc == 10 ? (unsigned)strtoul(argv[9], NULL, 10) : (unsigned)now_us());
   ep = epoll_create1(0);
   clients = calloc((size_t)n_clients, sizeof *clients);
   for (int i = 0; i < n_clients; i++) {

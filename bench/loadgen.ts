@@ -19,6 +19,8 @@ export interface LoadgenOptions {
   count: number;
   payloadBytes: number;
   collectMs: number;
+  /** Sets the senders' phases: the same seed, the same pattern of collisions. Random if absent. */
+  seed?: number;
 }
 
 export interface LoadgenReport extends DeliveryCounts {
@@ -44,7 +46,7 @@ export interface LoadgenReport extends DeliveryCounts {
  */
 export async function runLoadgen(o: LoadgenOptions): Promise<LoadgenReport> {
   const args = [o.port, o.proto, o.clients, o.senders, o.rate, o.count, o.payloadBytes, o.collectMs]
-    .map(String);
+    .concat(o.seed === undefined ? [] : [o.seed]).map(String);
   const sendMs = (1000 * o.count) / o.rate;
   const out = await new Deno.Command(o.binary, {
     args,

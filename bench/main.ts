@@ -122,13 +122,14 @@ async function main(): Promise<number> {
     `- command: \`${command}\``,
     `- date: ${started.toISOString()}`,
     `- machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB RAM, Linux ${machine.kernel}, deno ${machine.deno}, open files ${machine.nofile}`,
-    `- generator: fan-out A and B with bench/loadgen.c (one epoll thread, when cc can build it), the rest with ${args.workers} Web Workers in this process; TCP_NODELAY on; all traffic on 127.0.0.1; server and generator share the cores`,
+    `- generator: fan-out A and B with bench/loadgen.c (one epoll thread, when cc can build it; the senders' phases drawn once per round, the same for every server), the rest with ${args.workers} Web Workers in this process; TCP_NODELAY on; all traffic on 127.0.0.1; server and generator share the cores`,
     "",
   ].join("\n");
   console.log(header);
 
   const gen = new Generator(args.workers);
   const rounds: Record<string, ServerResult>[] = [];
+  const seeds: number[] = [];
   const skipped: Record<string, string> = {};
   const notes: string[] = [];
   let cluster: ClusterRow[] | undefined;
@@ -149,9 +150,12 @@ async function main(): Promise<number> {
     }
     for (let round = 0; round < args.rounds; round++) {
       const results: Record<string, ServerResult> = {};
+      // Every server of a round meets the same fan-out senders' phases (see bench/loadgen.c).
+      const seed = crypto.getRandomValues(new Uint32Array(1))[0];
+      seeds.push(seed);
       for (const name of roundOrder(servers, round)) {
         const tag = args.rounds > 1 ? `[${name} ${round + 1}/${args.rounds}]` : `[${name}]`;
-        const ctx = new Context(SERVERS[name], gen, sizes, (m) => progress(`${tag} ${m}`));
+        const ctx = new Context(SERVERS[name], gen, sizes, (m) => progress(`${tag} ${m}`), seed);
         const t0 = performance.now();
         results[name] = await runAll(ctx, args.scenarios.filter((s) => s !== "cluster"));
         progress(`${tag} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -195,6 +199,7 @@ async function main(): Promise<number> {
       machine,
       sizes,
       rounds: args.rounds,
+      seeds,
       skipped,
       results,
       perRound: rounds,

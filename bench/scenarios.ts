@@ -172,6 +172,8 @@ export class Context {
     readonly gen: Generator,
     readonly sizes: Sizes,
     readonly progress: (msg: string) => void,
+    /** Shared by every server of a round: the fan-out senders' phases (see loadgen.c). */
+    readonly seed?: number,
   ) {}
 
   get echo(): boolean {
@@ -446,6 +448,7 @@ async function fanout(
     count,
     payloadBytes: SMALL,
     collectMs: ctx.sizes.collectMs,
+    seed: ctx.seed,
   });
   const c = cpu.read();
   const windowS = Math.max(ctx.sizes.fanoutMs * 1000, r.sendWindowMicros) / 1e6;
