@@ -171,6 +171,13 @@ export const SERVERS: Record<string, ServerSpec> = {
     ],
     "chat-v8-semi1: chat with a young generation of 1 MiB a half (shipped until 2026-11-28 07:00)",
   ),
+  "chat-v8-gc": chatServer(
+    "chat-v8-gc",
+    [
+      "--v8-flags=--max-semi-space-size=4,--memory-reducer-delay-ms=2000,--gc-memory-reducer-start-delay-ms=2000,--single-threaded-gc,--no-allocation-site-pretenuring",
+    ],
+    "chat-v8-gc: chat with the garbage collector on the main thread only and no pretenuring, besides the shipped flags",
+  ),
   naive: denoReference("naive", "naive_server.ts"),
   floor: denoReference(
     "floor",
